@@ -1,0 +1,116 @@
+//! The configuration in use, and how a new one replaces it.
+//!
+//! Requests call [`LiveConfig::snapshot`] once and keep that `Arc` to their end; a reload
+//! validates a complete new [`RuntimeConfig`] and swaps the pointer. There is no moment at which
+//! a request can see half of two configs, and a rejected config never replaces the old one.
+
+use super::runtime::{ConfigSource, RuntimeConfig};
+use super::ConfigErrors;
+use crate::metrics::METRICS;
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub struct LiveConfig {
+    current: ArcSwap<RuntimeConfig>,
+    /// Serializes reloads (SIGHUP and the admin endpoint may race).
+    reloading: Mutex<()>,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    pub generation: u64,
+    /// Settings that changed in the file but only take effect after a binary upgrade (or a
+    /// restart): listener addresses, thread counts, process paths.
+    pub needs_upgrade: Vec<String>,
+}
+
+impl LiveConfig {
+    pub fn new(mut first: RuntimeConfig) -> Arc<LiveConfig> {
+        first.generation = 1;
+        METRICS.config_generation.set(1);
+        METRICS.config_last_reload_success.set(now_secs());
+        Arc::new(LiveConfig {
+            current: ArcSwap::from_pointee(first),
+            reloading: Mutex::new(()),
+        })
+    }
+
+    /// The config to use for one request, from its start to its end.
+    pub fn snapshot(&self) -> Arc<RuntimeConfig> {
+        self.current.load_full()
+    }
+
+    /// Re-read the config's source, validate it fully and swap it in. On error nothing changes.
+    ///
+    /// `apply` runs after validation and before the swap, for state that lives outside the
+    /// snapshot (the cache budget, the access log); it sees the new config.
+    pub fn reload(&self, apply: impl FnOnce(&RuntimeConfig)) -> Result<ReloadReport, ConfigErrors> {
+        let _one_at_a_time = self.reloading.lock();
+        let old = self.snapshot();
+        let result = match &old.source {
+            ConfigSource::File(path) => super::load_file(path, Some(&old)),
+            ConfigSource::QuickMode => Err(ConfigErrors::single(super::ConfigError {
+                file: "command line".to_string(),
+                position: None,
+                message: "etagate was started in quick mode (--listen/--upstream); there is no file to reload, start it with -c FILE".to_string(),
+            })),
+        };
+        match result {
+            Ok(mut new) => {
+                new.generation = old.generation + 1;
+                let report = ReloadReport {
+                    generation: new.generation,
+                    needs_upgrade: needs_upgrade(&old, &new),
+                };
+                apply(&new);
+                self.current.store(Arc::new(new));
+                METRICS.reload(true);
+                METRICS.config_generation.set(report.generation as i64);
+                METRICS.config_last_reload_success.set(now_secs());
+                Ok(report)
+            }
+            Err(e) => {
+                METRICS.reload(false);
+                Err(e)
+            }
+        }
+    }
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The settings a running process cannot change in place.
+fn needs_upgrade(old: &RuntimeConfig, new: &RuntimeConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    if old.listeners != new.listeners {
+        out.push("listeners".to_string());
+    }
+    if old.admin.address != new.admin.address {
+        out.push("admin.address".to_string());
+    }
+    let (o, n) = (&old.server, &new.server);
+    if o.threads != n.threads {
+        out.push("server.threads".to_string());
+    }
+    if o.pid_file != n.pid_file {
+        out.push("server.pid_file".to_string());
+    }
+    if o.upgrade_socket != n.upgrade_socket {
+        out.push("server.upgrade_socket".to_string());
+    }
+    if o.grace_period != n.grace_period || o.shutdown_timeout != n.shutdown_timeout {
+        out.push("server.grace_period/shutdown_timeout".to_string());
+    }
+    if o.ca_file != n.ca_file {
+        out.push("server.ca_file".to_string());
+    }
+    out
+}

@@ -1,0 +1,394 @@
+//! The YAML file format, as typed structs.
+//!
+//! This is the user-facing schema only: every struct denies unknown keys so a typo is an error
+//! with a location, and nothing here is read on the request path. [`super::build`] validates a
+//! parsed [`ConfigFile`] once and turns it into the immutable [`super::RuntimeConfig`].
+//!
+//! Every key is documented in `docs/configuration.md`; keep the two in step (a test parses the
+//! shipped `conf/etagate.yaml` and every example in that page).
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Public listeners (at least one).
+    pub listeners: Vec<ListenerConf>,
+    /// The operator listener (metrics, health, reload, purge); never the public one.
+    #[serde(default)]
+    pub admin: AdminConf,
+    /// Named groups of origin servers.
+    pub upstreams: BTreeMap<String, UpstreamConf>,
+    /// Which upstream serves which host and path, and the policies that apply there.
+    pub routes: Vec<RouteConf>,
+    /// The shared cache (one per process, shared by all routes).
+    #[serde(default)]
+    pub cache: CacheConf,
+    /// Limits of the content-ETag machinery shared by all routes.
+    #[serde(default)]
+    pub etag: EtagConf,
+    /// The access log.
+    #[serde(default)]
+    pub access_log: AccessLogConf,
+    /// Process settings handed to Pingora's server.
+    #[serde(default)]
+    pub server: ServerConf,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConf {
+    /// `IP:port` to bind, e.g. `0.0.0.0:8080` or `[::]:8080`.
+    pub address: String,
+    /// Serve TLS on this listener (HTTP/1.1 and HTTP/2 by ALPN). Without it the listener
+    /// speaks HTTP/1.1 and HTTP/2 with prior knowledge (h2c).
+    #[serde(default)]
+    pub tls: Option<ListenerTlsConf>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsConf {
+    /// PEM certificate chain.
+    pub cert: String,
+    /// PEM private key.
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConf {
+    /// `IP:port` of the admin listener. Default `127.0.0.1:9090`.
+    #[serde(default = "default_admin_address")]
+    pub address: String,
+    /// File holding the bearer token that `POST /reload` and `POST /purge` require. Without it
+    /// those endpoints answer 403.
+    #[serde(default)]
+    pub token_file: Option<String>,
+}
+
+impl Default for AdminConf {
+    fn default() -> Self {
+        AdminConf {
+            address: default_admin_address(),
+            token_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConf {
+    /// `host:port` of each server; load-balanced round robin, skipping unhealthy ones.
+    pub servers: Vec<String>,
+    /// Connect and read timeouts.
+    #[serde(default)]
+    pub timeout: TimeoutConf,
+    /// Active health checking; without it every server is assumed healthy.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckConf>,
+    /// Send this `Host` header instead of the client's.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Speak TLS to the servers.
+    #[serde(default)]
+    pub tls: Option<UpstreamTlsConf>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutConf {
+    /// Time allowed to establish a connection (TCP and TLS). Default 2s.
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect: Duration,
+    /// Longest wait for the next bytes of a response. Default 30s.
+    #[serde(default = "default_read_timeout", with = "humantime_serde")]
+    pub read: Duration,
+}
+
+impl Default for TimeoutConf {
+    fn default() -> Self {
+        TimeoutConf {
+            connect: default_connect_timeout(),
+            read: default_read_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConf {
+    /// Time between checks. Default 5s.
+    #[serde(default = "default_health_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// HTTP path to GET; a 2xx answer is healthy. Without it, a TCP connect is the check.
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConf {
+    /// Server name sent in SNI and verified in the certificate. Default: the server's host.
+    #[serde(default)]
+    pub sni: Option<String>,
+    /// Verify the server certificate (against `server.ca_file`, or the system store). Default
+    /// true.
+    #[serde(default = "default_true")]
+    pub verify: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConf {
+    /// Unique name; used in logs and as the `route` metric label.
+    pub name: String,
+    /// Host patterns: `example.com` (exact) or `*.example.com` (any subdomain). Absent or
+    /// empty: any host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Path prefix, matched on segment boundaries. Default `/`.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// Name of the upstream serving this route.
+    pub upstream: String,
+    /// Content-ETag policy.
+    #[serde(default)]
+    pub etag: RouteEtagConf,
+    /// Shared-cache policy.
+    #[serde(default)]
+    pub cache: RouteCacheConf,
+    /// Add `X-Cache-Key` and `X-Cache-Hit` debug headers, and the key in `Cache-Status`.
+    #[serde(default)]
+    pub debug_headers: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteEtagConf {
+    /// Give validator-less 200 responses a content ETag. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Largest body held back to hash before the first byte goes out. Default 1MiB.
+    #[serde(default = "default_max_buffer")]
+    pub max_buffer: ByteSize,
+    /// Media types (`type/subtype`, or `type/*`) that never get a content ETag.
+    #[serde(default = "default_skip_content_types")]
+    pub skip_content_types: Vec<String>,
+}
+
+impl Default for RouteEtagConf {
+    fn default() -> Self {
+        RouteEtagConf {
+            enabled: true,
+            max_buffer: default_max_buffer(),
+            skip_content_types: default_skip_content_types(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteCacheConf {
+    /// Use the shared cache on this route. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Store responses that carry `Set-Cookie` (the stored copy never keeps the cookie).
+    /// Default false.
+    #[serde(default)]
+    pub store_set_cookie: bool,
+    /// Serve a stale response for this long after it expired when the origin fails, unless the
+    /// response forbids it. Default 0s (only when the response or request asks).
+    #[serde(default, with = "humantime_serde")]
+    pub stale_if_error: Duration,
+}
+
+impl Default for RouteCacheConf {
+    fn default() -> Self {
+        RouteCacheConf {
+            enabled: true,
+            store_set_cookie: false,
+            stale_if_error: Duration::ZERO,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConf {
+    /// Memory for stored responses: bodies, headers, keys and fills in flight. Default 256MiB.
+    #[serde(default = "default_cache_budget")]
+    pub budget: ByteSize,
+    /// Largest response the cache stores. Default 16MiB; at most a sixteenth of the budget.
+    #[serde(default = "default_max_object_size")]
+    pub max_object_size: ByteSize,
+    /// How long concurrent misses for one key wait for the first to fill it. Default 5s.
+    #[serde(default = "default_lock_timeout", with = "humantime_serde")]
+    pub lock_timeout: Duration,
+}
+
+impl Default for CacheConf {
+    fn default() -> Self {
+        CacheConf {
+            budget: default_cache_budget(),
+            max_object_size: default_max_object_size(),
+            lock_timeout: default_lock_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EtagConf {
+    /// Memory all requests together may hold back for hashing. Default 64MiB.
+    #[serde(default = "default_buffer_budget")]
+    pub buffer_budget: ByteSize,
+}
+
+impl Default for EtagConf {
+    fn default() -> Self {
+        EtagConf {
+            buffer_budget: default_buffer_budget(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConf {
+    /// Write an access log. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// `-` for standard output, or a file path (appended to). Default `-`.
+    #[serde(default = "default_access_log_path")]
+    pub path: String,
+    /// `text` or `json`. Default `text`.
+    #[serde(default = "default_access_log_format")]
+    pub format: AccessLogFormat,
+    /// Lines queued for the writer before new lines are dropped (and counted). Default 8192.
+    #[serde(default = "default_access_log_buffer")]
+    pub buffer: usize,
+}
+
+impl Default for AccessLogConf {
+    fn default() -> Self {
+        AccessLogConf {
+            enabled: true,
+            path: default_access_log_path(),
+            format: default_access_log_format(),
+            buffer: default_access_log_buffer(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConf {
+    /// Worker threads for the public listeners. Default: the number of CPUs.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// Where to write the process id. Default `/tmp/etagate.pid`.
+    #[serde(default = "default_pid_file")]
+    pub pid_file: String,
+    /// Unix socket the old and new process use to hand over listeners on upgrade.
+    /// Default `/tmp/etagate_upgrade.sock`.
+    #[serde(default = "default_upgrade_socket")]
+    pub upgrade_socket: String,
+    /// After SIGTERM or an upgrade, keep serving in-flight requests this long. Default 5s.
+    #[serde(default = "default_grace_period", with = "humantime_serde")]
+    pub grace_period: Duration,
+    /// Then give runtimes this long to stop. Default 5s.
+    #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// PEM bundle of CAs that upstream TLS certificates are verified against, instead of the
+    /// system store.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+}
+
+impl Default for ServerConf {
+    fn default() -> Self {
+        ServerConf {
+            threads: None,
+            pid_file: default_pid_file(),
+            upgrade_socket: default_upgrade_socket(),
+            grace_period: default_grace_period(),
+            shutdown_timeout: default_shutdown_timeout(),
+            ca_file: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_admin_address() -> String {
+    "127.0.0.1:9090".to_string()
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_read_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_health_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_path() -> String {
+    "/".to_string()
+}
+fn default_max_buffer() -> ByteSize {
+    ByteSize::mib(1)
+}
+/// Streams and media that are either endless or already carry their own identity.
+pub fn default_skip_content_types() -> Vec<String> {
+    vec![
+        "text/event-stream".to_string(),
+        "video/*".to_string(),
+        "audio/*".to_string(),
+    ]
+}
+fn default_cache_budget() -> ByteSize {
+    ByteSize::mib(256)
+}
+fn default_max_object_size() -> ByteSize {
+    ByteSize::mib(16)
+}
+fn default_lock_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_buffer_budget() -> ByteSize {
+    ByteSize::mib(64)
+}
+fn default_access_log_path() -> String {
+    "-".to_string()
+}
+fn default_access_log_format() -> AccessLogFormat {
+    AccessLogFormat::Text
+}
+fn default_access_log_buffer() -> usize {
+    8192
+}
+fn default_pid_file() -> String {
+    "/tmp/etagate.pid".to_string()
+}
+fn default_upgrade_socket() -> String {
+    "/tmp/etagate_upgrade.sock".to_string()
+}
+fn default_grace_period() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(5)
+}

@@ -1,0 +1,157 @@
+//! Talking to origins: which server, what the request looks like on the way, and what a client
+//! sees when an origin fails.
+
+use crate::config::runtime::Upstream;
+use crate::metrics::OriginOutcome;
+use http::header::{HeaderName, HOST};
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorType, Result};
+use pingora_http::RequestHeader;
+use std::time::Duration;
+
+/// How long an idle upstream connection stays in the pool.
+const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Request headers a client must not be able to set, because an origin may let them change the
+/// response (absolute URLs, redirects, method) while the cache key does not include them: a
+/// cached response built from them would be served to everyone (cache poisoning).
+/// `X-Forwarded-Proto` is among them and re-set by etagate to the scheme it actually served.
+const UNKEYED_INPUTS: [&str; 11] = [
+    "x-forwarded-host",
+    "x-forwarded-server",
+    "x-forwarded-port",
+    "x-forwarded-proto",
+    "x-host",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "forwarded",
+];
+
+/// Choose a healthy server of `upstream` and describe how to reach it.
+pub fn peer(upstream: &Upstream) -> Result<Box<HttpPeer>> {
+    let backend = upstream.lb.select(b"", 256).ok_or_else(|| {
+        Error::explain(
+            ErrorType::ConnectNoRoute,
+            format!("upstream '{}' has no healthy server", upstream.name),
+        )
+    })?;
+    let tls = upstream.tls.as_ref();
+    let sni = tls
+        .and_then(|t| t.sni.clone())
+        .or_else(|| upstream.host.clone())
+        .unwrap_or_else(|| default_sni(&upstream.definition.servers));
+    let mut peer = HttpPeer::new(backend, tls.is_some(), sni);
+    let o = &mut peer.options;
+    o.connection_timeout = Some(upstream.connect_timeout);
+    o.total_connection_timeout = Some(upstream.connect_timeout);
+    o.read_timeout = Some(upstream.read_timeout);
+    o.write_timeout = Some(upstream.read_timeout);
+    o.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
+    if let Some(t) = tls {
+        o.verify_cert = t.verify;
+        o.verify_hostname = t.verify;
+    }
+    Ok(Box::new(peer))
+}
+
+/// The host part of the first server, for SNI when nothing else names the server.
+fn default_sni(servers: &[String]) -> String {
+    servers
+        .first()
+        .map(|s| match s.rsplit_once(':') {
+            Some((h, _)) => h.trim_matches(['[', ']']).to_string(),
+            None => s.clone(),
+        })
+        .unwrap_or_default()
+}
+
+/// Rewrite the request for the origin: Host (preserved unless the upstream sets one),
+/// X-Forwarded-For appended, X-Forwarded-Proto set, unkeyed inputs removed.
+pub fn rewrite_request(
+    req: &mut RequestHeader,
+    upstream: &Upstream,
+    client_ip: Option<std::net::IpAddr>,
+    scheme: &'static str,
+) -> Result<()> {
+    for name in UNKEYED_INPUTS {
+        req.remove_header(name);
+    }
+    if let Some(host) = &upstream.host {
+        req.insert_header(HOST, host.as_str())?;
+    } else if req.headers.get(HOST).is_none() {
+        // HTTP/2 clients send :authority instead of Host; HTTP/1.1 origins need Host.
+        if let Some(authority) = req.uri.authority().map(|a| a.as_str().to_string()) {
+            req.insert_header(HOST, authority)?;
+        }
+    }
+    if let Some(ip) = client_ip {
+        let xff = HeaderName::from_static("x-forwarded-for");
+        let value = match req.headers.get(&xff).and_then(|v| v.to_str().ok()) {
+            Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+            _ => ip.to_string(),
+        };
+        req.insert_header(xff, value)?;
+    }
+    req.insert_header("x-forwarded-proto", scheme)?;
+    Ok(())
+}
+
+/// The status a client gets when reaching the origin failed, and a short explanation.
+pub fn failure_status(e: &Error) -> (u16, OriginOutcome, &'static str) {
+    use ErrorType::*;
+    match e.etype() {
+        ConnectTimedout => (
+            504,
+            OriginOutcome::Timeout,
+            "the origin did not accept a connection in time",
+        ),
+        ReadTimedout | WriteTimedout => (
+            504,
+            OriginOutcome::Timeout,
+            "the origin did not answer in time",
+        ),
+        ConnectRefused | ConnectNoRoute | ConnectError | BindError | SocketError
+        | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError => {
+            if matches!(e.etype(), TLSHandshakeTimedout) {
+                (
+                    504,
+                    OriginOutcome::Timeout,
+                    "the origin did not complete the TLS handshake in time",
+                )
+            } else {
+                (
+                    502,
+                    OriginOutcome::ConnectError,
+                    "the origin is unreachable",
+                )
+            }
+        }
+        _ => (
+            502,
+            OriginOutcome::Error,
+            "the origin sent an invalid or incomplete response",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sni_defaults_to_the_first_servers_host() {
+        assert_eq!(default_sni(&["app.internal:443".into()]), "app.internal");
+        assert_eq!(default_sni(&["[::1]:443".into()]), "::1");
+    }
+
+    #[test]
+    fn timeouts_map_to_504_and_refusals_to_502() {
+        let t = Error::new(ErrorType::ReadTimedout);
+        assert_eq!(failure_status(&t).0, 504);
+        let r = Error::new(ErrorType::ConnectRefused);
+        assert_eq!(failure_status(&r).0, 502);
+    }
+}

@@ -1,0 +1,153 @@
+//! Process lifecycle: build Pingora's server from the config, run it, reload it, hand it over.
+//!
+//! - [`control`]: the operations shared by SIGHUP and the admin endpoints (reload, readiness);
+//! - [`tasks`]: background work (signals, readiness probe, drain detection, health checks).
+//!
+//! Pingora owns SIGQUIT (graceful upgrade: listening sockets go to the new process over the
+//! upgrade socket), SIGTERM (graceful stop) and SIGINT (fast stop). etagate adds SIGHUP: reload
+//! the config file in place.
+
+pub mod control;
+pub mod tasks;
+
+use crate::admin::AdminApp;
+use crate::cli::Cli;
+use crate::config::{self, ConfigErrors, LiveConfig, RuntimeConfig};
+use crate::metrics::access_log::AccessLogger;
+use crate::proxy::Gateway;
+use control::{Control, ProcessState};
+use pingora_core::apps::HttpServerOptions;
+use pingora_core::listeners::tls::TlsSettings;
+use pingora_core::server::configuration::{Opt, ServerConf};
+use pingora_core::server::Server;
+use pingora_core::services::background::background_service;
+use pingora_core::services::listening::Service;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Load the configuration named on the command line (a file, or quick mode's flags).
+pub fn load(cli: &Cli) -> Result<RuntimeConfig, ConfigErrors> {
+    match (&cli.conf, &cli.listen) {
+        (Some(path), _) => config::load_file(path, None),
+        (None, Some(listen)) => config::quick_mode(listen, &cli.upstream, cli.admin.as_deref()),
+        (None, None) => Err(ConfigErrors::single(config::ConfigError {
+            file: "command line".to_string(),
+            position: None,
+            message: "no configuration: pass -c FILE, or --listen ADDR --upstream ADDR for quick mode (see --help)".to_string(),
+        })),
+    }
+}
+
+fn pingora_conf(cfg: &RuntimeConfig, cli: &Cli) -> ServerConf {
+    let s = &cfg.server;
+    let mut conf = ServerConf {
+        threads: s.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }),
+        pid_file: s.pid_file.clone(),
+        upgrade_sock: s.upgrade_socket.clone(),
+        grace_period_seconds: Some(s.grace_period.as_secs_f64().ceil() as u64),
+        graceful_shutdown_timeout_seconds: Some(s.shutdown_timeout.as_secs_f64().ceil() as u64),
+        ca_file: s.ca_file.clone(),
+        daemon: cli.daemon,
+        ..ServerConf::default()
+    };
+    conf.version = 1;
+    conf
+}
+
+/// Run etagate until it is told to stop. Returns the exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let cfg = match load(&cli) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(1);
+        }
+    };
+    if cli.test {
+        let name = cli
+            .conf
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "command line".to_string());
+        println!("{name}: configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+
+    let access_log = match AccessLogger::start(&cfg.access_log) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "cannot open the access log {:?}: {e}; fix access_log.path",
+                cfg.access_log.path
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let opt = Opt {
+        upgrade: cli.upgrade,
+        daemon: cli.daemon,
+        nocapture: false,
+        test: false,
+        conf: None,
+    };
+    let conf = pingora_conf(&cfg, &cli);
+    let listeners = cfg.listeners.clone();
+    let admin_address = cfg.admin.address;
+    let live = LiveConfig::new(cfg);
+
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    let phases = server.watch_execution_phase();
+    server.bootstrap();
+
+    let state = Arc::new(ProcessState::default());
+    let control = Arc::new(Control::new(
+        live.clone(),
+        access_log.clone(),
+        state.clone(),
+    ));
+
+    let gateway = Gateway::new(live.clone(), access_log, state.clone());
+    let mut proxy =
+        pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "etagate");
+    if let Some(app) = proxy.app_logic_mut() {
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        app.server_options = Some(options);
+    }
+    for l in &listeners {
+        let addr = l.address.to_string();
+        match &l.tls {
+            None => proxy.add_tcp(&addr),
+            Some(tls) => match TlsSettings::intermediate(&tls.cert, &tls.key) {
+                Ok(mut settings) => {
+                    settings.enable_h2();
+                    proxy.add_tls_with_settings(&addr, None, settings);
+                }
+                Err(e) => {
+                    eprintln!("listener {addr}: cannot load TLS certificate or key: {e}");
+                    return ExitCode::from(1);
+                }
+            },
+        }
+    }
+    let mut admin = Service::new("etagate admin".to_string(), AdminApp::new(control.clone()));
+    admin.add_tcp(&admin_address.to_string());
+    admin.threads = Some(1);
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.add_service(background_service(
+        "lifecycle",
+        tasks::Lifecycle::new(control.clone(), phases, listeners),
+    ));
+    server.add_service(background_service(
+        "health checks",
+        tasks::HealthChecks::new(live),
+    ));
+    log::info!("etagate {} starting", env!("CARGO_PKG_VERSION"));
+    server.run_forever();
+}

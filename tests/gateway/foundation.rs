@@ -1,0 +1,274 @@
+//! The gateway proxies: routing, load balancing, failures, forwarding rules, quick mode.
+
+use crate::common::*;
+use std::time::Duration;
+
+#[tokio::test]
+async fn routes_by_exact_host_wildcard_host_and_longest_path_prefix() {
+    let a = Origin::fixed("a", &[("x-origin", "a")]).await;
+    let b = Origin::fixed("b", &[("x-origin", "b")]).await;
+    let c = Origin::fixed("c", &[("x-origin", "c")]).await;
+    let d = Origin::fixed("d", &[("x-origin", "d")]).await;
+    let config = [
+        "upstreams:".to_string(),
+        format!("  a: {{ servers: [{}] }}", a.addr),
+        format!("  b: {{ servers: [{}] }}", b.addr),
+        format!("  c: {{ servers: [{}] }}", c.addr),
+        format!("  d: {{ servers: [{}] }}", d.addr),
+        "routes:".to_string(),
+        "  - { name: fallback, upstream: a }".to_string(),
+        "  - { name: api, path: /api, upstream: b }".to_string(),
+        "  - { name: shop, hosts: [shop.example.com], upstream: c }".to_string(),
+        "  - { name: tenants, hosts: ['*.example.com'], upstream: d }".to_string(),
+    ]
+    .join("\n");
+    let gw = Gateway::start(&format!("{config}\n")).await;
+    let http = client();
+    let origin_for = |host: &'static str, path: &'static str| {
+        let http = http.clone();
+        let url = gw.url(path);
+        async move {
+            let r = http
+                .get(url)
+                .header("host", host)
+                .send()
+                .await
+                .expect("request");
+            r.headers()["x-origin"].to_str().expect("ascii").to_string()
+        }
+    };
+    assert_eq!(origin_for("other.test", "/").await, "a");
+    assert_eq!(origin_for("other.test", "/api/users").await, "b");
+    assert_eq!(
+        origin_for("other.test", "/apiary").await,
+        "a",
+        "prefixes match whole segments"
+    );
+    assert_eq!(
+        origin_for("shop.example.com", "/api/x").await,
+        "c",
+        "an exact host beats any path on a wildcard host"
+    );
+    assert_eq!(
+        origin_for("SHOP.example.com:8080", "/").await,
+        "c",
+        "hosts match without case or port"
+    );
+    assert_eq!(origin_for("eu.example.com", "/").await, "d");
+    assert_eq!(
+        origin_for("example.com", "/").await,
+        "a",
+        "*.example.com does not match the bare domain"
+    );
+}
+
+#[tokio::test]
+async fn a_request_no_route_matches_gets_404() {
+    let a = Origin::fixed("a", &[]).await;
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  a: {{ servers: [{}] }}\nroutes:\n  - {{ name: only, hosts: [only.test], upstream: a }}\n",
+        a.addr
+    ))
+    .await;
+    let r = client()
+        .get(gw.url("/"))
+        .header("host", "else.test")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 404);
+    assert_eq!(a.hits(), 0);
+}
+
+#[tokio::test]
+async fn load_balances_round_robin_across_two_origins() {
+    let a = Origin::fixed("a", &[("cache-control", "no-store")]).await;
+    let b = Origin::fixed("b", &[("cache-control", "no-store")]).await;
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  app: {{ servers: [{}, {}] }}\nroutes:\n  - {{ name: main, upstream: app }}\n",
+        a.addr, b.addr
+    ))
+    .await;
+    let http = client();
+    for _ in 0..10 {
+        let r = http.get(gw.url("/lb")).send().await.expect("request");
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(a.hits() + b.hits(), 10);
+    assert_eq!(a.hits(), 5, "round robin splits evenly");
+    assert_eq!(b.hits(), 5);
+}
+
+#[tokio::test]
+async fn a_refused_server_is_skipped_for_the_next_one() {
+    let b = Origin::fixed("b", &[("cache-control", "no-store")]).await;
+    let dead = free_port();
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  app: {{ servers: [127.0.0.1:{dead}, {}] }}\nroutes:\n  - {{ name: main, upstream: app }}\n",
+        b.addr
+    ))
+    .await;
+    let http = client();
+    for _ in 0..4 {
+        let r = http.get(gw.url("/")).send().await.expect("request");
+        assert_eq!(r.status(), 200, "a dead server costs a retry, not an error");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_gives_502_with_a_short_body_and_a_log_line() {
+    let dead = free_port();
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  gone: {{ servers: [127.0.0.1:{dead}] }}\nroutes:\n  - {{ name: main, upstream: gone }}\n"
+    ))
+    .await;
+    let r = client().get(gw.url("/x")).send().await.expect("request");
+    assert_eq!(r.status(), 502);
+    let body = r.text().await.expect("body");
+    assert!(body.starts_with("502 Bad Gateway"), "{body}");
+    assert!(body.len() < 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = gw.log();
+    assert!(log.contains("route=main upstream=gone"), "{log}");
+}
+
+#[tokio::test]
+async fn a_slow_upstream_gives_504() {
+    let slow = Origin::start(|_| Reply::ok("late").delay(Duration::from_secs(3))).await;
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  slow: {{ servers: [{}], timeout: {{ connect: 1s, read: 300ms }} }}\nroutes:\n  - {{ name: main, upstream: slow }}\n",
+        slow.addr
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    let r = client().get(gw.url("/x")).send().await.expect("request");
+    assert_eq!(r.status(), 504);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the read timeout cut the wait"
+    );
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .starts_with("504 Gateway Timeout"));
+}
+
+#[tokio::test]
+async fn forwards_host_appends_x_forwarded_for_and_drops_unkeyed_and_hop_by_hop_headers() {
+    let o = Origin::fixed("ok", &[("cache-control", "no-store")]).await;
+    let gw = Gateway::single(&o, "", "").await;
+    client()
+        .get(gw.url("/fwd"))
+        .header("host", "site.test")
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-forwarded-host", "evil.test")
+        .header("x-forwarded-proto", "https")
+        .header("x-original-url", "/admin")
+        .header("connection", "x-secret")
+        .header("x-secret", "1")
+        .send()
+        .await
+        .expect("request");
+    let seen = o.last();
+    assert_eq!(seen.header("host"), Some("site.test"));
+    assert_eq!(
+        seen.header("x-forwarded-for"),
+        Some("203.0.113.7, 127.0.0.1")
+    );
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(seen.header("x-forwarded-host"), None);
+    assert_eq!(seen.header("x-original-url"), None);
+    assert_eq!(
+        seen.header("x-secret"),
+        None,
+        "headers named in Connection are hop-by-hop"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_can_set_the_host_header() {
+    let o = Origin::fixed("ok", &[]).await;
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  app: {{ servers: [{}], host: internal.app }}\nroutes:\n  - {{ name: main, upstream: app }}\n",
+        o.addr
+    ))
+    .await;
+    client()
+        .get(gw.url("/"))
+        .header("host", "public.test")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(o.last().header("host"), Some("internal.app"));
+}
+
+#[tokio::test]
+async fn streams_large_request_bodies_to_the_origin_intact() {
+    let o = Origin::start(|s| {
+        Reply::ok(format!("{}", s.body.len())).header("cache-control", "no-store")
+    })
+    .await;
+    let gw = Gateway::single(&o, "", "").await;
+    let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    let r = client()
+        .post(gw.url("/upload"))
+        .body(body.clone())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.text().await.expect("body"), "3000000");
+    assert_eq!(o.last().body.as_ref(), body.as_slice());
+}
+
+#[tokio::test]
+async fn quick_mode_proxies_without_a_config_file() {
+    let o = Origin::fixed("hello from origin", &[]).await;
+    let gw = Gateway::quick(&[&o]).await;
+    let r = client().get(gw.url("/")).send().await.expect("request");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.expect("body"), "hello from origin");
+}
+
+#[tokio::test]
+async fn speaks_http2_with_prior_knowledge_downstream() {
+    let o = Origin::fixed("over h2", &[]).await;
+    let gw = Gateway::single(&o, "", "").await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let r = h2.get(gw.url("/h2")).send().await.expect("request");
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.text().await.expect("body"), "over h2");
+    assert!(
+        o.last().header("host").is_some(),
+        "the origin gets a Host header"
+    );
+}
+
+#[tokio::test]
+async fn readiness_and_health_endpoints_answer_on_the_admin_listener_only() {
+    let o = Origin::fixed("ok", &[]).await;
+    let gw = Gateway::single(&o, "", "").await;
+    let http = client();
+    assert_eq!(
+        http.get(gw.admin_url("/healthz"))
+            .send()
+            .await
+            .expect("healthz")
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(gw.admin_url("/readyz"))
+            .send()
+            .await
+            .expect("readyz")
+            .status(),
+        200
+    );
+    // The public listener proxies /metrics like any path; it never exposes etagate's own.
+    http.get(gw.url("/metrics")).send().await.expect("request");
+    assert_eq!(o.last().uri, "/metrics");
+}

@@ -1,0 +1,6 @@
+//! Integration tests: the real `etagate` binary over loopback HTTP, against real origins.
+
+mod common;
+
+mod config_errors;
+mod foundation;
