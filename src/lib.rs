@@ -10,8 +10,10 @@
 //! - [`server`]: process lifecycle (start, reload, upgrade, drain).
 
 pub mod admin;
+pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod http;
 pub mod metrics;
 pub mod proxy;
 pub mod server;

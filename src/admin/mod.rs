@@ -134,6 +134,7 @@ impl ServeHttp for AdminApp {
         let token = self.control.live.snapshot().admin.token.clone();
         match (method, path.as_str()) {
             (Method::GET, "/metrics") => {
+                self.control.cache.store.publish_metrics();
                 let body = crate::metrics::METRICS.render();
                 Response::builder()
                     .status(StatusCode::OK)

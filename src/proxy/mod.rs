@@ -3,37 +3,86 @@
 //! HTTP semantics live in [`crate::http`], the cache in [`crate::cache`], the configuration in
 //! [`crate::config`]; each phase here only asks them and acts.
 //!
+//! A client's GET or HEAD takes one of three paths, decided in `request_filter`:
+//!
 //! ```text
-//! request_filter ── route the request (404 when no route matches)
-//! upstream_peer ── pick a healthy server of the route's upstream
-//! upstream_request_filter ── Host, X-Forwarded-*, unkeyed inputs removed
-//! upstream_response_filter ── origin metrics
+//! request_filter (client)
+//!   ├─ a stored response the request may use ──► written from the cache (outer::serve_stored)
+//!   │     (stale-while-revalidate also starts a background refresh)
+//!   ├─ content ETags on, or the request is conditional ──► outer::forward
+//!   │     spawns an inner subrequest, buffers and hashes its response, applies
+//!   │     preconditions/range, writes 200/206/304/412/416 itself
+//!   └─ otherwise ──► Pingora's pipeline in this same request (below)
+//!
+//! inner subrequest, or the pipeline of a plain request:
+//! request_filter (inner) ── strip client conditionals and Range, HEAD becomes GET
+//! request_cache_filter ── enable the shared cache for GET on caching routes
+//! cache_key_callback ── primary key + the variance the stored Vary asks for
+//! cache_hit_filter ── our freshness rules (request directives included) decide use or revalidate
+//! upstream_peer ── a healthy server of the route's upstream
+//! upstream_request_filter ── Host, X-Forwarded-*, unkeyed inputs dropped, our own ETags
+//!                            never sent as validators, Surrogate-Capability announced
+//! upstream_response_filter ── origin metrics, hop-by-hop fields dropped, the origin's 304
+//!                             kept for merging, unsafe methods invalidate
+//! response_cache_filter ── RFC 9111 storability and freshness (or the 304 merge)
+//! cache_vary_filter ── the variance of the request for the response's Vary
+//! response_filter ── the inner reports to its outer; a plain request gets Cache-Status
 //! fail_to_proxy ── 502 / 504 with a short body, logged with route and upstream
-//! logging ── request metrics and the access log line
+//! logging ── request metrics and the access log line (client requests only)
 //! ```
+//!
+//! Unsafe methods (POST, PUT, DELETE, ...) always take the plain pipeline without the cache and
+//! with their preconditions untouched: only the origin can judge them.
 
 pub mod ctx;
 pub mod forward;
+pub mod outer;
+pub mod respond;
+pub mod storing;
 
+use crate::cache::entry::FillPolicy;
+use crate::cache::key::PrimaryKey;
+use crate::cache::storage::Found;
+use crate::cache::SharedCache;
 use crate::config::runtime::normalize_host;
 use crate::config::LiveConfig;
+use crate::http::cache_control::RequestDirectives;
+use crate::http::cache_status::CacheStatus;
+use crate::http::etag::is_content_etag;
+use crate::http::freshness::{usability, Use, SURROGATE_DEVICE};
+use crate::http::headers::strip_hop_by_hop;
+use crate::http::vary::{variance, VarySpec};
 use crate::metrics::access_log::{AccessLogger, AccessRecord};
-use crate::metrics::OriginOutcome;
+use crate::metrics::{CacheOutcome, OriginOutcome};
 use crate::server::control::ProcessState;
 use async_trait::async_trait;
 use bytes::Bytes;
-use ctx::RequestCtx;
+use ctx::{EtagSource, Fwd, InnerPlan, RequestCtx, Role};
+use http::header::{
+    CACHE_CONTROL, ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE,
+    RANGE,
+};
+use http::Method;
+use outer::{BufferBudget, StoredUse};
+use pingora_cache::key::HashBinary;
+use pingora_cache::{
+    CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, ForcedFreshness, HitHandler,
+    RespCacheable,
+};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
-use pingora_http::ResponseHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 pub struct Gateway {
     live: Arc<LiveConfig>,
     access_log: AccessLogger,
     state: Arc<ProcessState>,
+    cache: Arc<SharedCache>,
+    buffers: Arc<BufferBudget>,
 }
 
 impl Gateway {
@@ -41,25 +90,26 @@ impl Gateway {
         live: Arc<LiveConfig>,
         access_log: AccessLogger,
         state: Arc<ProcessState>,
+        cache: Arc<SharedCache>,
+        buffers: Arc<BufferBudget>,
     ) -> Gateway {
         Gateway {
             live,
             access_log,
             state,
+            cache,
+            buffers,
         }
     }
 }
 
-/// The host a request is for: `Host`, or the HTTP/2 `:authority`.
-fn request_host(session: &Session) -> String {
-    let req = session.req_header();
-    let raw = req
-        .headers
+/// The authority a request is for: `Host`, or the HTTP/2 `:authority`.
+fn request_authority(req: &RequestHeader) -> &str {
+    req.headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("");
-    normalize_host(raw)
+        .unwrap_or("")
 }
 
 fn scheme(session: &Session) -> &'static str {
@@ -67,6 +117,27 @@ fn scheme(session: &Session) -> &'static str {
         Some(_) => "https",
         None => "http",
     }
+}
+
+/// RFC 9110 §9.2.1.
+fn is_safe(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+fn is_conditional(req: &RequestHeader) -> bool {
+    [
+        IF_MATCH,
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        IF_UNMODIFIED_SINCE,
+        IF_RANGE,
+        RANGE,
+    ]
+    .iter()
+    .any(|h| req.headers.contains_key(h))
 }
 
 /// A small plain-text response written by etagate itself.
@@ -80,8 +151,8 @@ pub async fn respond_text(
     let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    let head_only = session.req_header().method == http::Method::HEAD;
+    resp.insert_header(CACHE_CONTROL, "no-store")?;
+    let head_only = session.req_header().method == Method::HEAD;
     session
         .write_response_header(Box::new(resp), head_only)
         .await?;
@@ -93,6 +164,119 @@ pub async fn respond_text(
     Ok(())
 }
 
+impl Gateway {
+    /// The inner subrequest of an outer request: take over the outer's decisions and make the
+    /// request a plain, unconditional GET so the whole response can be fetched and stored.
+    fn inner_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) {
+        let plan = session
+            .subrequest_ctx
+            .as_ref()
+            .and_then(|c| c.user_ctx())
+            .and_then(|u| u.downcast_ref::<InnerPlan>());
+        if let Some(p) = plan {
+            ctx.role = Role::Inner(p.report.clone());
+            ctx.config = Some(p.config.clone());
+            ctx.route = Some(p.route.clone());
+            ctx.key = Some(p.key.clone());
+        }
+        let req = session.req_header_mut();
+        if req.method == Method::HEAD {
+            req.set_method(Method::GET);
+        }
+        for h in [
+            IF_MATCH,
+            IF_NONE_MATCH,
+            IF_MODIFIED_SINCE,
+            IF_UNMODIFIED_SINCE,
+            IF_RANGE,
+            RANGE,
+        ] {
+            req.remove_header(&h);
+        }
+        ctx.request_directives = RequestDirectives::parse(req.headers.get_all(CACHE_CONTROL));
+    }
+
+    /// Cache-Status for a request that took Pingora's pipeline itself.
+    fn plain_cache_status(
+        session: &Session,
+        ctx: &mut RequestCtx,
+        resp: &mut ResponseHeader,
+    ) -> Result<()> {
+        let phase = session.cache.phase();
+        let origin = resp.status.as_u16();
+        let (status, outcome) = match phase {
+            CachePhase::Hit => (
+                CacheStatus {
+                    hit: true,
+                    ..Default::default()
+                },
+                CacheOutcome::Hit,
+            ),
+            CachePhase::Miss => (
+                CacheStatus {
+                    fwd: Some(ctx.fwd.map(Fwd::as_str).unwrap_or("miss")),
+                    fwd_status: Some(origin),
+                    stored: true,
+                    ..Default::default()
+                },
+                CacheOutcome::Miss,
+            ),
+            CachePhase::Expired => (
+                CacheStatus {
+                    fwd: Some("stale"),
+                    fwd_status: Some(origin),
+                    stored: true,
+                    ..Default::default()
+                },
+                CacheOutcome::RevalidatedChanged,
+            ),
+            CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => (
+                CacheStatus {
+                    fwd: Some("stale"),
+                    fwd_status: Some(304),
+                    stored: matches!(phase, CachePhase::Revalidated),
+                    ..Default::default()
+                },
+                CacheOutcome::RevalidatedUnchanged,
+            ),
+            CachePhase::Disabled(_) if ctx.key.is_some() && ctx.fwd != Some(Fwd::Bypass) => (
+                CacheStatus {
+                    fwd: Some(ctx.fwd.map(Fwd::as_str).unwrap_or("miss")),
+                    fwd_status: Some(origin),
+                    ..Default::default()
+                },
+                CacheOutcome::Uncacheable,
+            ),
+            _ => (
+                CacheStatus {
+                    fwd: Some("bypass"),
+                    fwd_status: Some(origin),
+                    ..Default::default()
+                },
+                CacheOutcome::Bypass,
+            ),
+        };
+        ctx.cache_outcome = Some(outcome);
+        let mut status = status;
+        if ctx.route.as_ref().is_some_and(|r| r.debug_headers) {
+            if let Some(k) = &ctx.key {
+                status.key = Some(k.text.clone());
+                resp.insert_header("x-cache-key", k.text.as_str())?;
+            }
+            resp.insert_header(
+                "x-cache-hit",
+                if matches!(phase, CachePhase::Hit) {
+                    "true"
+                } else {
+                    "false"
+                },
+            )?;
+        }
+        resp.insert_header("cache-status", status.render())?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
@@ -101,36 +285,205 @@ impl ProxyHttp for Gateway {
         RequestCtx::new()
     }
 
-    /// Routes the request under the config snapshot it keeps to its end. No route: 404.
+    fn allow_spawning_subrequest(&self, session: &Session, _ctx: &RequestCtx) -> bool {
+        session.subrequest_ctx.is_none()
+    }
+
+    /// Routes the request under the config snapshot it keeps to its end (404 when no route
+    /// matches), then answers from the cache or through an inner subrequest when it can.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if session.subrequest_ctx.is_some() {
+            self.inner_request_filter(session, ctx);
+            if ctx.route.is_some() {
+                return Ok(false);
+            }
+        }
         if self.state.draining() {
             // Another process has (or will have) the listening sockets: after this response the
             // client reconnects there instead of finding its idle connection closed.
             session.set_keepalive(None);
         }
         let config = self.live.snapshot();
-        ctx.host = request_host(session);
-        let route = config
-            .router
-            .route(&ctx.host, session.req_header().uri.path())
-            .cloned();
+        let req = session.req_header();
+        ctx.host = normalize_host(request_authority(req));
+        let route = config.router.route(&ctx.host, req.uri.path()).cloned();
+        let key = PrimaryKey::new(
+            scheme(session),
+            request_authority(req),
+            req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        );
+        ctx.key = Some(Arc::new(key));
         ctx.config = Some(config);
-        match route {
-            Some(r) => {
-                ctx.route = Some(r);
-                Ok(false)
+        let Some(route) = route else {
+            respond_text(
+                session,
+                404,
+                "Not Found: no route for this host and path",
+                ctx,
+            )
+            .await?;
+            return Ok(true);
+        };
+        ctx.route = Some(route.clone());
+        if session.subrequest_ctx.is_some() {
+            return Ok(false);
+        }
+        let method = session.req_header().method.clone();
+        if method != Method::GET && method != Method::HEAD {
+            ctx.fwd = Some(Fwd::Bypass);
+            return Ok(false);
+        }
+        ctx.request_directives =
+            RequestDirectives::parse(session.req_header().headers.get_all(CACHE_CONTROL));
+
+        if route.cache.enabled {
+            let store = self.cache.store;
+            let primary = ctx.key.as_ref().map(|k| k.hash).unwrap_or_default();
+            match store.find(&primary, &session.req_header().headers) {
+                Found::Hit(entry) => match outer::stored_use(&entry, ctx) {
+                    Some(how) => {
+                        if how == StoredUse::WhileRevalidating {
+                            outer::spawn_refresh(session, ctx, &entry);
+                        }
+                        outer::serve_stored(session, ctx, store, &entry, how).await?;
+                        return Ok(true);
+                    }
+                    None => {
+                        ctx.fwd = Some(Fwd::Stale);
+                        ctx.stale = Some(entry);
+                    }
+                },
+                Found::UriMiss => ctx.fwd = Some(Fwd::UriMiss),
+                Found::VaryMiss => ctx.fwd = Some(Fwd::VaryMiss),
             }
-            None => {
+            if ctx.request_directives.only_if_cached {
                 respond_text(
                     session,
-                    404,
-                    "Not Found: no route for this host and path",
+                    504,
+                    "Gateway Timeout: not in the cache (only-if-cached)",
                     ctx,
                 )
                 .await?;
-                Ok(true)
+                return Ok(true);
             }
+        } else {
+            ctx.fwd = Some(Fwd::Bypass);
         }
+
+        if route.etag.enabled || is_conditional(session.req_header()) {
+            return outer::forward(session, ctx, self.cache.store, &self.buffers).await;
+        }
+        Ok(false)
+    }
+
+    /// GET on a caching route uses the shared cache; concurrent misses for one key wait for the
+    /// first (up to `cache.lock_timeout`).
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let (Some(route), Some(config)) = (ctx.route.as_ref(), ctx.config.as_ref()) else {
+            return Ok(());
+        };
+        let method = &session.req_header().method;
+        if !route.cache.enabled
+            || ctx.key.is_none()
+            || (method != Method::GET && method != Method::HEAD)
+        {
+            return Ok(());
+        }
+        let mut overrides = CacheOptionOverrides::default();
+        overrides.wait_timeout = Some(config.cache.lock_timeout);
+        session.cache.enable(
+            self.cache.store,
+            None,
+            None,
+            Some(self.cache.lock),
+            Some(overrides),
+        );
+        Ok(())
+    }
+
+    /// The primary key, with the variance the stored responses' `Vary` selects.
+    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        let key = ctx
+            .key
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no cache key"))?;
+        let variance = self
+            .cache
+            .store
+            .variance_for(&key.hash, &session.req_header().headers);
+        Ok(key.to_cache_key(variance))
+    }
+
+    /// etagate's freshness rules (request directives included) decide, not the stored
+    /// deadline alone.
+    async fn cache_hit_filter(
+        &self,
+        _session: &mut Session,
+        meta: &CacheMeta,
+        _hit_handler: &mut HitHandler,
+        is_fresh: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<ForcedFreshness>> {
+        let Some(policy) = meta.extensions().get::<FillPolicy>() else {
+            return Ok(None);
+        };
+        let usable = !matches!(
+            usability(
+                &policy.freshness,
+                &ctx.request_directives,
+                SystemTime::now()
+            ),
+            Use::Validate
+        );
+        Ok(match (usable, is_fresh) {
+            (true, false) => Some(ForcedFreshness::ForceFresh),
+            (false, true) => Some(ForcedFreshness::ForceExpired),
+            _ => None,
+        })
+    }
+
+    /// RFC 9111 storability and freshness; after a 304, the merged stored response.
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<RespCacheable> {
+        let decision = match (session.cache.phase(), session.cache.maybe_cache_meta()) {
+            (CachePhase::Stale, Some(stored)) => {
+                storing::decide_revalidated(session.req_header(), stored.response_header(), ctx)
+            }
+            _ => storing::decide_fresh_response(session.req_header(), resp, ctx),
+        };
+        if let Some(report) = ctx.inner_report() {
+            report
+                .storing
+                .store(decision.is_cacheable(), Ordering::Release);
+        }
+        Ok(decision)
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut RequestCtx,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        match VarySpec::of(meta.headers()) {
+            VarySpec::Headers(names) => Some(variance(&names, &req.headers)),
+            _ => None,
+        }
+    }
+
+    /// Stale responses are served by the outer request (stale-while-revalidate,
+    /// stale-if-error), never by Pingora inside the inner one.
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+        _error: Option<&Error>,
+    ) -> bool {
+        false
     }
 
     async fn upstream_peer(
@@ -168,7 +521,7 @@ impl ProxyHttp for Gateway {
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
-        upstream_request: &mut pingora_http::RequestHeader,
+        upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let route = ctx
@@ -185,16 +538,33 @@ impl ProxyHttp for Gateway {
             client_ip,
             scheme(session),
         )?;
-        ctx.origin_sent = Some(std::time::Instant::now());
+        // An ETag etagate computed means nothing to the origin: revalidate such a response with
+        // Last-Modified alone, or fetch it whole (an unchanged body keeps its tag).
+        if upstream_request
+            .headers
+            .get(IF_NONE_MATCH)
+            .is_some_and(|v| is_content_etag(v.as_bytes()))
+        {
+            upstream_request.remove_header(&IF_NONE_MATCH);
+        }
+        if route.cache.enabled {
+            upstream_request.insert_header(
+                "surrogate-capability",
+                format!("{SURROGATE_DEVICE}=\"Surrogate/1.0\""),
+            )?;
+        }
+        ctx.origin_sent = Some(Instant::now());
+        ctx.origin_sent_at = Some(SystemTime::now());
         Ok(())
     }
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        let status = upstream_response.status.as_u16();
         if upstream_response.status.is_informational() {
             return Ok(());
         }
@@ -203,20 +573,57 @@ impl ProxyHttp for Gateway {
             ctx.origin_wait = Some(waited);
             let m = &route.upstream.metrics;
             m.duration.observe(waited.as_secs_f64());
-            m.outcome(OriginOutcome::from_status(
-                upstream_response.status.as_u16(),
-            ));
+            m.outcome(OriginOutcome::from_status(status));
+            if let Some(report) = ctx.inner_report() {
+                report
+                    .origin_wait_us
+                    .store(waited.as_micros() as u64, Ordering::Release);
+                report.origin_status.store(status, Ordering::Release);
+            }
+        }
+        if status != 101 {
+            strip_hop_by_hop(upstream_response);
+        }
+        if status == 304 {
+            ctx.origin_not_modified = Some(Box::new(upstream_response.clone()));
+        }
+        let req = session.req_header();
+        if !is_safe(&req.method) && (200..400).contains(&status) {
+            for key in storing::invalidation_targets(
+                req,
+                upstream_response,
+                scheme(session),
+                request_authority(req),
+            ) {
+                self.cache.store.purge_primary(&key.hash);
+            }
         }
         Ok(())
     }
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(report) = ctx.inner_report() {
+            match session.cache.phase() {
+                CachePhase::Hit => report.served_from_cache.store(true, Ordering::Release),
+                CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => {
+                    report.revalidated.store(true, Ordering::Release)
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
         ctx.status = upstream_response.status.as_u16();
+        if upstream_response.headers.contains_key(ETAG) {
+            ctx.etag_source = EtagSource::Origin;
+        }
+        if ctx.key.is_some() && ctx.route.is_some() {
+            Gateway::plain_cache_status(session, ctx, upstream_response)?;
+        }
         Ok(())
     }
 
@@ -241,9 +648,10 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let (code, outcome, text) = match e.esource() {
-            pingora_error::ErrorSource::Upstream => forward::failure_status(e),
-            pingora_error::ErrorSource::Downstream => {
+        let (code, outcome, text) = match (e.etype(), e.esource()) {
+            (ErrorType::HTTPStatus(c), _) => (*c, OriginOutcome::Error, "Bad Gateway"),
+            (_, pingora_error::ErrorSource::Upstream) => forward::failure_status(e),
+            (_, pingora_error::ErrorSource::Downstream) => {
                 // The client went away or sent garbage; nothing useful can be written.
                 let code = match e.etype() {
                     ErrorType::ReadError
@@ -259,7 +667,9 @@ impl ProxyHttp for Gateway {
         };
         if matches!(e.esource(), pingora_error::ErrorSource::Upstream) {
             if let Some(route) = &ctx.route {
-                route.upstream.metrics.outcome(outcome);
+                if !matches!(e.etype(), ErrorType::HTTPStatus(_)) {
+                    route.upstream.metrics.outcome(outcome);
+                }
                 log::warn!(
                     "route={} upstream={} {} {}: {e}",
                     route.name,
@@ -289,11 +699,16 @@ impl ProxyHttp for Gateway {
     }
 
     /// Upstream failures are logged once, with route and upstream, by `fail_to_proxy`.
-    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, error: &Error) -> bool {
         matches!(error.esource(), pingora_error::ErrorSource::Upstream)
+            || ctx.inner_report().is_some()
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        if ctx.inner_report().is_some() || session.subrequest_ctx.is_some() {
+            // The client request this inner request served is logged once, by the outer.
+            return;
+        }
         let total = ctx.started.elapsed();
         if ctx.status == 0 {
             ctx.status = session
@@ -306,6 +721,9 @@ impl ProxyHttp for Gateway {
             m.request(ctx.status);
             m.duration.observe(total.as_secs_f64());
             m.body_bytes.inc_by(ctx.body_bytes);
+            if let Some(o) = ctx.cache_outcome {
+                m.cache(o);
+            }
         }
         let req = session.req_header();
         self.access_log.log(AccessRecord {
@@ -320,7 +738,7 @@ impl ProxyHttp for Gateway {
             host: ctx.host.clone(),
             status: ctx.status,
             route: ctx.route_name().to_string(),
-            upstream: if ctx.origin_tries > 0 {
+            upstream: if ctx.origin_tries > 0 || ctx.origin_wait.is_some() {
                 ctx.upstream_name().to_string()
             } else {
                 String::new()

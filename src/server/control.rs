@@ -1,8 +1,10 @@
 //! Operations on the running process, shared by SIGHUP and the admin endpoints.
 
+use crate::cache::SharedCache;
 use crate::config::live::ReloadReport;
 use crate::config::{ConfigErrors, LiveConfig};
 use crate::metrics::access_log::AccessLogger;
+use crate::metrics::METRICS;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -38,21 +40,35 @@ pub struct Control {
     pub live: Arc<LiveConfig>,
     pub access_log: AccessLogger,
     pub state: Arc<ProcessState>,
+    pub cache: Arc<SharedCache>,
 }
 
 impl Control {
-    pub fn new(live: Arc<LiveConfig>, access_log: AccessLogger, state: Arc<ProcessState>) -> Self {
+    pub fn new(
+        live: Arc<LiveConfig>,
+        access_log: AccessLogger,
+        state: Arc<ProcessState>,
+        cache: Arc<SharedCache>,
+    ) -> Self {
         Control {
             live,
             access_log,
             state,
+            cache,
         }
     }
 
-    /// Re-read and apply the config file; on error the running config stays.
+    /// Re-read and apply the config file; on error the running config stays. The cache and
+    /// its contents survive; a changed budget applies at once (evicting down when lowered).
     pub fn reload(&self) -> Result<ReloadReport, ConfigErrors> {
         let result = self.live.reload(|new| {
             self.access_log.reconfigure(&new.access_log);
+            self.cache
+                .store
+                .set_limits(new.cache.budget, new.cache.max_object_size);
+            METRICS
+                .etag_buffer_budget_bytes
+                .set(new.etag_buffer_budget as i64);
         });
         match &result {
             Ok(r) => {
@@ -69,5 +85,49 @@ impl Control {
             ),
         }
         result
+    }
+}
+
+/// Parse a purge request body: one absolute URL per line.
+pub fn purge_urls(body: &str) -> Result<Vec<(String, String, String)>, String> {
+    let mut out = Vec::new();
+    for line in body.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let uri: http::Uri = line
+            .parse()
+            .map_err(|e| format!("'{line}' is not a URL: {e}"))?;
+        let scheme = match uri.scheme_str() {
+            Some(s @ ("http" | "https")) => s.to_string(),
+            _ => {
+                return Err(format!(
+                    "'{line}' must be an absolute http:// or https:// URL"
+                ))
+            }
+        };
+        let authority = uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .ok_or_else(|| format!("'{line}' has no host"))?;
+        let path = uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".to_string());
+        out.push((scheme, authority, path));
+    }
+    if out.is_empty() {
+        return Err("send the URLs to purge in the body, one per line".to_string());
+    }
+    Ok(out)
+}
+
+impl Control {
+    /// Remove every stored variant of each URL. Returns (URL, variants removed).
+    pub fn purge(&self, urls: &[(String, String, String)]) -> Vec<(String, usize)> {
+        urls.iter()
+            .map(|(scheme, authority, path)| {
+                let key = crate::cache::key::PrimaryKey::new(scheme, authority, path);
+                let n = self.cache.store.purge_primary(&key.hash);
+                (key.text, n)
+            })
+            .collect()
     }
 }

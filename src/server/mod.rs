@@ -11,9 +11,12 @@ pub mod control;
 pub mod tasks;
 
 use crate::admin::AdminApp;
+use crate::cache::SharedCache;
 use crate::cli::Cli;
 use crate::config::{self, ConfigErrors, LiveConfig, RuntimeConfig};
 use crate::metrics::access_log::AccessLogger;
+use crate::metrics::METRICS;
+use crate::proxy::outer::BufferBudget;
 use crate::proxy::Gateway;
 use control::{Control, ProcessState};
 use pingora_core::apps::HttpServerOptions;
@@ -97,6 +100,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let conf = pingora_conf(&cfg, &cli);
     let listeners = cfg.listeners.clone();
     let admin_address = cfg.admin.address;
+    let cache_settings = cfg.cache.clone();
+    let etag_budget = cfg.etag_buffer_budget;
     let live = LiveConfig::new(cfg);
 
     let mut server = Server::new_with_opt_and_conf(opt, conf);
@@ -104,13 +109,21 @@ pub fn run(cli: Cli) -> ExitCode {
     server.bootstrap();
 
     let state = Arc::new(ProcessState::default());
+    let cache = Arc::new(SharedCache::new(
+        cache_settings.budget,
+        cache_settings.max_object_size,
+        cache_settings.lock_timeout,
+    ));
+    let buffers = Arc::new(BufferBudget::default());
+    METRICS.etag_buffer_budget_bytes.set(etag_budget as i64);
     let control = Arc::new(Control::new(
         live.clone(),
         access_log.clone(),
         state.clone(),
+        cache.clone(),
     ));
 
-    let gateway = Gateway::new(live.clone(), access_log, state.clone());
+    let gateway = Gateway::new(live.clone(), access_log, state.clone(), cache, buffers);
     let mut proxy =
         pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "etagate");
     if let Some(app) = proxy.app_logic_mut() {

@@ -1,0 +1,234 @@
+//! Entity tags (RFC 9110 §8.8.3): parsing, comparison, and the tags etagate computes.
+//!
+//! Content tag format: `"b3-` + base64url (no padding) of the first 16 bytes of the BLAKE3
+//! hash of the body bytes sent + `"`, e.g. `"b3-5Hd2Lx7mQ0aNf3d2Ybv4Sg"`. 128 bits make a
+//! collision between two versions of one resource negligible; the `b3-` prefix lets etagate
+//! recognise its own tags (an origin cannot validate them, so they are never sent upstream).
+//! etagate applies no content-coding itself, so the bytes hashed are exactly the bytes sent: a
+//! gzip representation and an identity one never share a tag.
+
+use base64::Engine;
+
+/// An entity-tag: `W/"opaque"` or `"opaque"`; `opaque` is without the quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntityTag<'a> {
+    pub weak: bool,
+    pub opaque: &'a [u8],
+}
+
+fn is_etagc(b: u8) -> bool {
+    // etagc = %x21 / %x23-7E / obs-text
+    b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80
+}
+
+impl<'a> EntityTag<'a> {
+    /// Parse one entity-tag, surrounding whitespace allowed. `None` when malformed.
+    pub fn parse(v: &'a [u8]) -> Option<EntityTag<'a>> {
+        let v = trim(v);
+        let (weak, rest) = match v.strip_prefix(b"W/") {
+            Some(r) => (true, r),
+            None => (false, v),
+        };
+        let inner = rest.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+        if !inner.iter().all(|&b| is_etagc(b)) {
+            return None;
+        }
+        Some(EntityTag {
+            weak,
+            opaque: inner,
+        })
+    }
+
+    /// Strong comparison: both strong and the same opaque value.
+    pub fn strong_eq(&self, other: &EntityTag<'_>) -> bool {
+        !self.weak && !other.weak && self.opaque == other.opaque
+    }
+
+    /// Weak comparison: the same opaque value, weakness ignored.
+    pub fn weak_eq(&self, other: &EntityTag<'_>) -> bool {
+        self.opaque == other.opaque
+    }
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map(|p| p + 1)
+        .unwrap_or(start);
+    &v[start..end.max(start)]
+}
+
+/// A parsed `If-Match` / `If-None-Match` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagList<'a> {
+    /// `*`: any current representation.
+    Any,
+    /// The well-formed members; malformed members are dropped, so a wholly malformed header is
+    /// an empty list that matches nothing.
+    Tags(Vec<EntityTag<'a>>),
+}
+
+impl<'a> TagList<'a> {
+    /// Parse all field lines of the header. Commas inside a tag's quotes belong to the tag.
+    pub fn parse<I: IntoIterator<Item = &'a [u8]>>(lines: I) -> TagList<'a> {
+        let mut tags = Vec::new();
+        for line in lines {
+            if trim(line) == b"*" {
+                return TagList::Any;
+            }
+            let mut rest = line;
+            while !rest.is_empty() {
+                // find the end of this member: a comma outside quotes
+                let mut in_quotes = false;
+                let mut end = rest.len();
+                for (i, &b) in rest.iter().enumerate() {
+                    match b {
+                        b'"' => in_quotes = !in_quotes,
+                        b',' if !in_quotes => {
+                            end = i;
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                let member = trim(&rest[..end]);
+                if member == b"*" {
+                    return TagList::Any;
+                }
+                if let Some(t) = EntityTag::parse(member) {
+                    tags.push(t);
+                }
+                rest = if end < rest.len() {
+                    &rest[end + 1..]
+                } else {
+                    &[]
+                };
+            }
+        }
+        TagList::Tags(tags)
+    }
+
+    /// RFC 9110 §13.1.1: If-Match uses the strong comparison.
+    pub fn matches_strong(&self, current: Option<&EntityTag<'_>>) -> bool {
+        match (self, current) {
+            (TagList::Any, c) => c.is_some(),
+            (TagList::Tags(tags), Some(c)) => tags.iter().any(|t| t.strong_eq(c)),
+            (TagList::Tags(_), None) => false,
+        }
+    }
+
+    /// RFC 9110 §13.1.2: If-None-Match uses the weak comparison.
+    pub fn matches_weak(&self, current: Option<&EntityTag<'_>>) -> bool {
+        match (self, current) {
+            (TagList::Any, c) => c.is_some(),
+            (TagList::Tags(tags), Some(c)) => tags.iter().any(|t| t.weak_eq(c)),
+            (TagList::Tags(_), None) => false,
+        }
+    }
+}
+
+/// The prefix of every tag etagate computes.
+const CONTENT_TAG_PREFIX: &[u8] = b"\"b3-";
+
+/// The strong ETag etagate gives a body whose BLAKE3 hash is `hash`.
+pub fn content_etag(hash: &blake3::Hash) -> String {
+    let mut s = String::with_capacity(27);
+    s.push_str("\"b3-");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(&hash.as_bytes()[..16], &mut s);
+    s.push('"');
+    s
+}
+
+/// Whether an `ETag` value is one etagate computed (and the origin therefore cannot validate).
+pub fn is_content_etag(v: &[u8]) -> bool {
+    v.starts_with(CONTENT_TAG_PREFIX) && v.len() == 27 && v.ends_with(b"\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(s: &str) -> EntityTag<'_> {
+        EntityTag::parse(s.as_bytes()).expect("valid tag")
+    }
+
+    /// RFC 9110 §8.8.3.2, the comparison table, row by row.
+    #[test]
+    fn rfc9110_comparison_table() {
+        let rows = [
+            // (a, b, strong, weak)
+            ("W/\"1\"", "W/\"1\"", false, true),
+            ("W/\"1\"", "W/\"2\"", false, false),
+            ("W/\"1\"", "\"1\"", false, true),
+            ("\"1\"", "\"1\"", true, true),
+        ];
+        for (a, b, strong, weak) in rows {
+            assert_eq!(tag(a).strong_eq(&tag(b)), strong, "{a} vs {b} strong");
+            assert_eq!(tag(a).weak_eq(&tag(b)), weak, "{a} vs {b} weak");
+            assert_eq!(tag(b).strong_eq(&tag(a)), strong, "symmetric");
+            assert_eq!(tag(b).weak_eq(&tag(a)), weak, "symmetric");
+        }
+    }
+
+    #[test]
+    fn malformed_tags_are_rejected() {
+        for bad in [
+            "abc",
+            "\"abc",
+            "w/\"abc\"",
+            "W\\\"abc\"",
+            "W\"abc\"",
+            "\"a\"b\"",
+            "",
+        ] {
+            assert!(EntityTag::parse(bad.as_bytes()).is_none(), "{bad}");
+        }
+        assert!(
+            EntityTag::parse("\"abcdefü\"".as_bytes()).is_some(),
+            "obs-text is allowed"
+        );
+        assert!(
+            EntityTag::parse(b" \"a\" ").is_some(),
+            "whitespace around is allowed"
+        );
+    }
+
+    #[test]
+    fn lists_across_lines_with_star_and_garbage() {
+        let l = TagList::parse([b"\"1234\", W/\"abc\"".as_slice(), b"\"x,y\"".as_slice()]);
+        let TagList::Tags(tags) = &l else {
+            panic!("not a list")
+        };
+        assert_eq!(tags.len(), 3);
+        assert_eq!(tags[2].opaque, b"x,y");
+        assert!(l.matches_weak(Some(&tag("\"abc\""))));
+        assert!(!l.matches_strong(Some(&tag("\"abc\""))));
+        assert_eq!(TagList::parse([b" * ".as_slice()]), TagList::Any);
+        let junk = TagList::parse([b"not-a-tag".as_slice()]);
+        assert!(!junk.matches_weak(Some(&tag("\"1\""))));
+        assert!(!junk.matches_strong(Some(&tag("\"1\""))));
+    }
+
+    #[test]
+    fn star_matches_only_an_existing_representation() {
+        assert!(TagList::Any.matches_strong(Some(&tag("\"1\""))));
+        assert!(!TagList::Any.matches_weak(None));
+    }
+
+    #[test]
+    fn content_tags_have_the_documented_shape() {
+        let h = blake3::hash(b"hello");
+        let t = content_etag(&h);
+        assert_eq!(t.len(), 27);
+        assert!(t.starts_with("\"b3-") && t.ends_with('"'));
+        assert!(is_content_etag(t.as_bytes()));
+        assert!(EntityTag::parse(t.as_bytes()).is_some());
+        assert!(!is_content_etag(b"\"abcdef\""));
+        assert_ne!(t, content_etag(&blake3::hash(b"hello!")));
+    }
+}

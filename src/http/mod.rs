@@ -1,0 +1,13 @@
+//! HTTP semantics as pure functions over headers, testable without sockets:
+//! validators and conditional requests (RFC 9110 §8.8, §13), ranges (§14), and what a shared
+//! cache may store and reuse (RFC 9111, RFC 5861).
+
+pub mod cache_control;
+pub mod cache_status;
+pub mod date;
+pub mod etag;
+pub mod freshness;
+pub mod headers;
+pub mod preconditions;
+pub mod range;
+pub mod vary;

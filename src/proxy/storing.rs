@@ -1,0 +1,179 @@
+//! What the cache keeps: the decision for each origin response, the stored form of its
+//! header, and the invalidations an unsafe request causes.
+
+use super::ctx::RequestCtx;
+use crate::cache::entry::FillPolicy;
+use crate::cache::key::PrimaryKey;
+use crate::http::freshness::{assess, Exchange, NotStored, StorePolicy};
+use crate::http::headers::{merge_not_modified, strip_hop_by_hop};
+use crate::http::vary::VarySpec;
+use http::header::{CONTENT_LOCATION, CONTENT_TYPE, ETAG, LOCATION};
+use pingora_cache::{CacheMeta, NoCacheReason, RespCacheable};
+use pingora_http::{RequestHeader, ResponseHeader};
+use std::time::SystemTime;
+
+fn uncacheable(reason: NotStored) -> RespCacheable {
+    RespCacheable::Uncacheable(NoCacheReason::Custom(reason.as_str()))
+}
+
+fn exchange(ctx: &RequestCtx) -> Exchange {
+    let response_time = SystemTime::now();
+    Exchange {
+        request_time: ctx.origin_sent_at.unwrap_or(response_time),
+        response_time,
+    }
+}
+
+fn meta_for(header: ResponseHeader, policy: FillPolicy) -> CacheMeta {
+    let f = &policy.freshness;
+    let fresh_until = if f.no_cache {
+        f.response_time
+    } else {
+        f.fresh_until()
+    };
+    let mut meta = CacheMeta::new(
+        fresh_until,
+        SystemTime::now(),
+        f.stale_while_revalidate.as_secs().min(u32::MAX as u64) as u32,
+        f.stale_if_error.as_secs().min(u32::MAX as u64) as u32,
+        header,
+    );
+    meta.extensions_mut().insert(policy);
+    meta
+}
+
+/// Decide whether to store a response fetched from the origin (the request method is already
+/// GET: HEAD was turned into GET for the fetch).
+pub fn decide_fresh_response(
+    req: &RequestHeader,
+    resp: &ResponseHeader,
+    ctx: &RequestCtx,
+) -> RespCacheable {
+    let Some(route) = ctx.route.as_ref() else {
+        return uncacheable(NotStored::Method);
+    };
+    let policy = StorePolicy {
+        store_set_cookie: route.cache.store_set_cookie,
+    };
+    let status = resp.status.as_u16();
+    match assess(
+        &req.method,
+        &req.headers,
+        status,
+        &resp.headers,
+        &exchange(ctx),
+        &policy,
+    ) {
+        Err(reason) => uncacheable(reason),
+        Ok(freshness) => {
+            let mut stored = resp.clone();
+            strip_hop_by_hop(&mut stored);
+            let compute_etag = status == 200
+                && !stored.headers.contains_key(ETAG)
+                && route
+                    .etag
+                    .applies_to(stored.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()));
+            let vary = VarySpec::of(&stored.headers);
+            RespCacheable::Cacheable(meta_for(
+                stored,
+                FillPolicy {
+                    freshness,
+                    compute_etag,
+                    vary,
+                },
+            ))
+        }
+    }
+}
+
+/// After the origin answered a revalidation with 304: the stored header updated with the 304's
+/// fields (RFC 9111 §4.3.4), and the freshness that header now gives. A stored response that
+/// may no longer be stored is still used this once (it was validated), just not kept.
+pub fn decide_revalidated(
+    req: &RequestHeader,
+    stored: &ResponseHeader,
+    ctx: &RequestCtx,
+) -> RespCacheable {
+    let Some(not_modified) = ctx.origin_not_modified.as_deref() else {
+        return uncacheable(NotStored::Status);
+    };
+    let Ok(merged) = merge_not_modified(stored, not_modified) else {
+        return uncacheable(NotStored::Status);
+    };
+    decide_fresh_response(req, &merged, ctx)
+}
+
+/// The URLs a successful unsafe request invalidates (RFC 9111 §4.4): its own, and the
+/// same-origin `Location` and `Content-Location`.
+pub fn invalidation_targets(
+    req: &RequestHeader,
+    resp: &ResponseHeader,
+    scheme: &str,
+    authority: &str,
+) -> Vec<PrimaryKey> {
+    let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut out = vec![PrimaryKey::new(scheme, authority, path)];
+    for name in [LOCATION, CONTENT_LOCATION] {
+        let Some(v) = resp.headers.get(&name).and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        if let Some(target) = resolve_same_origin(v.trim(), scheme, authority, req.uri.path()) {
+            out.push(PrimaryKey::new(scheme, authority, &target));
+        }
+    }
+    out
+}
+
+/// Resolve a URI reference against the request; `None` for another origin.
+fn resolve_same_origin(
+    reference: &str,
+    scheme: &str,
+    authority: &str,
+    base_path: &str,
+) -> Option<String> {
+    let lower = reference.to_ascii_lowercase();
+    let rest = if let Some(r) = lower.strip_prefix(&format!("{scheme}://")) {
+        Some(&reference[reference.len() - r.len()..])
+    } else if lower.starts_with("http://") || lower.starts_with("https://") {
+        return None;
+    } else {
+        reference.strip_prefix("//")
+    };
+    if let Some(r) = rest {
+        let (auth, path) = match r.find('/') {
+            Some(p) => (&r[..p], &r[p..]),
+            None => (r, "/"),
+        };
+        let same = crate::cache::key::key_host(auth, scheme)
+            == crate::cache::key::key_host(authority, scheme);
+        return same.then(|| path.to_string());
+    }
+    if reference.starts_with('/') {
+        return Some(reference.to_string());
+    }
+    if reference.is_empty() {
+        return None;
+    }
+    let dir = match base_path.rfind('/') {
+        Some(p) => &base_path[..=p],
+        None => "/",
+    };
+    Some(format!("{dir}{reference}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_references_and_rejects_other_origins() {
+        let r = |s| resolve_same_origin(s, "http", "a.test", "/test/x");
+        assert_eq!(r("/y"), Some("/y".to_string()));
+        assert_eq!(r("y"), Some("/test/y".to_string()));
+        assert_eq!(r("http://A.test/z?q"), Some("/z?q".to_string()));
+        assert_eq!(r("http://a.test:80/z"), Some("/z".to_string()));
+        assert_eq!(r("http://b.test/z"), None);
+        assert_eq!(r("https://a.test/z"), None);
+        assert_eq!(r("//a.test/w"), Some("/w".to_string()));
+    }
+}
