@@ -177,10 +177,20 @@ impl ServeHttp for AdminApp {
 }
 
 impl AdminApp {
-    fn purge(&self, _body: &[u8]) -> Response<Vec<u8>> {
-        text(
-            StatusCode::NOT_IMPLEMENTED,
-            "purge arrives with the cache\n",
-        )
+    /// Remove every stored variant of each URL in the body (absolute URLs, one per line).
+    fn purge(&self, body: &[u8]) -> Response<Vec<u8>> {
+        let body = String::from_utf8_lossy(body);
+        match crate::server::control::purge_urls(&body) {
+            Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+            Ok(urls) => {
+                let purged: Vec<serde_json::Value> = self
+                    .control
+                    .purge(&urls)
+                    .into_iter()
+                    .map(|(key, n)| serde_json::json!({ "key": key, "variants": n }))
+                    .collect();
+                json(StatusCode::OK, serde_json::json!({ "purged": purged }))
+            }
+        }
     }
 }

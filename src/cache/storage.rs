@@ -38,8 +38,23 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// Index shards: enough to keep lock contention negligible at the thread counts etagate runs.
-const SHARDS: usize = 8;
+/// Index shards at most: enough to keep lock contention negligible at the thread counts etagate
+/// runs. Small budgets get fewer, so that each shard still holds many objects.
+const MAX_SHARDS: usize = 8;
+/// Budget per shard below which shards are merged.
+const MIN_SHARD_BYTES: usize = 32 << 20;
+/// Share of each shard for newly stored responses (S3-FIFO's small queue). quick_cache's default
+/// (3%) suits many small items; with whole HTTP responses as items it can be smaller than one
+/// object, and a new response would then be evicted before its second request could promote
+/// it. Ten percent is the size the S3-FIFO paper uses.
+const NEW_ITEMS_SHARE: f64 = 0.10;
+
+fn shards_for(budget: usize) -> usize {
+    (budget / MIN_SHARD_BYTES)
+        .clamp(1, MAX_SHARDS)
+        .next_power_of_two()
+        .min(MAX_SHARDS)
+}
 /// The fraction of the budget kept for fills in flight.
 const FILL_RESERVE_FRACTION: usize = 8;
 /// Variants kept per URL; beyond this the oldest goes (a header with many values must not turn
@@ -111,10 +126,12 @@ impl MemStore {
         let reserve = budget / FILL_RESERVE_FRACTION;
         let capacity = (budget - reserve) as u64;
         let entries = Arc::new(AtomicUsize::new(0));
+        let shards = shards_for(budget);
         let options = OptionsBuilder::new()
-            .shards(SHARDS)
-            .estimated_items_capacity((budget / 4096).max(SHARDS * 32))
+            .shards(shards)
+            .estimated_items_capacity((budget / 4096).max(shards * 32))
             .weight_capacity(capacity)
+            .hot_allocation(1.0 - NEW_ITEMS_SHARE)
             .build();
         let index = match options {
             Ok(o) => Index::with_options(
@@ -125,7 +142,7 @@ impl MemStore {
             ),
             // Only reachable with a zero capacity, which config validation rules out.
             Err(_) => Index::with(
-                SHARDS * 32,
+                shards * 32,
                 capacity,
                 SlotWeight,
                 ahash::RandomState::new(),

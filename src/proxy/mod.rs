@@ -449,8 +449,11 @@ impl ProxyHttp for Gateway {
         resp: &ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<RespCacheable> {
-        let decision = match (session.cache.phase(), session.cache.maybe_cache_meta()) {
-            (CachePhase::Stale, Some(stored)) => {
+        // Pingora's phase is `Stale` both when the origin answered a revalidation with 304 and
+        // when it sent a whole new response; only the former is a merge.
+        let merged_304 = ctx.origin_not_modified.is_some();
+        let decision = match session.cache.maybe_cache_meta() {
+            Some(stored) if merged_304 => {
                 storing::decide_revalidated(session.req_header(), stored.response_header(), ctx)
             }
             _ => storing::decide_fresh_response(session.req_header(), resp, ctx),
@@ -665,11 +668,11 @@ impl ProxyHttp for Gateway {
             }
             _ => (500, OriginOutcome::Error, "Internal Server Error"),
         };
-        if matches!(e.esource(), pingora_error::ErrorSource::Upstream) {
+        let relayed =
+            matches!(e.etype(), ErrorType::HTTPStatus(_)) || session.response_written().is_some();
+        if matches!(e.esource(), pingora_error::ErrorSource::Upstream) && !relayed {
             if let Some(route) = &ctx.route {
-                if !matches!(e.etype(), ErrorType::HTTPStatus(_)) {
-                    route.upstream.metrics.outcome(outcome);
-                }
+                route.upstream.metrics.outcome(outcome);
                 log::warn!(
                     "route={} upstream={} {} {}: {e}",
                     route.name,

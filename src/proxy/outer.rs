@@ -482,10 +482,14 @@ pub async fn forward(
                     break;
                 }
                 Ok(Piece::Header(_)) => {}
-                Err(e) => {
-                    // Nothing has been sent: never a complete-looking response.
+                Err(_) => {
+                    // Nothing has been sent: never a complete-looking response. The inner
+                    // already logged the origin's failure.
                     drop(held);
-                    return Err(e.into_up());
+                    return Err(Error::explain(
+                        ErrorType::HTTPStatus(502),
+                        "the origin's response broke off",
+                    ));
                 }
             }
         }
@@ -567,6 +571,12 @@ pub async fn forward(
         }
     };
     let status = header.status.as_u16();
+    let mut header = header;
+    if declared.is_none() && !head_only {
+        // Length unknown: chunked framing, so a response cut short by the origin is visibly
+        // incomplete to the client (HTTP/2 signals it with a stream reset instead).
+        header.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+    }
     session.write_response_header(header, head_only).await?;
     if head_only {
         drop(held);

@@ -2,5 +2,7 @@
 
 mod common;
 
+mod cache;
+mod conditional;
 mod config_errors;
 mod foundation;

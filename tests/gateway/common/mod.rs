@@ -123,7 +123,10 @@ impl Gateway {
         let log = std::fs::File::create(&log_path).expect("log file");
         let child = Command::new(etagate_bin())
             .args(&args)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("ETAGATE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .current_dir(ports.dir.path())
             .stdout(Stdio::null())
             .stderr(log)
@@ -151,7 +154,10 @@ impl Gateway {
             .arg("-c")
             .arg(&self.config_path)
             .args(extra_args)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("ETAGATE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -258,6 +264,14 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- etagate log (last 40 lines) ---");
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
