@@ -140,7 +140,13 @@ fn admin(file: &ConfigFile, listeners: &[Listener], r: &mut Reporter) -> Admin {
             SocketAddr::from(([127, 0, 0, 1], 9090))
         }
     };
-    if listeners.iter().any(|l| l.address == address) {
+    let overlaps = |l: &Listener| {
+        l.address.port() == address.port()
+            && (l.address.ip() == address.ip()
+                || l.address.ip().is_unspecified()
+                || address.ip().is_unspecified())
+    };
+    if listeners.iter().any(overlaps) {
         r.at_value(
             "admin.address",
             format!(
@@ -268,19 +274,34 @@ fn upstream(name: &str, def: &UpstreamConf, r: &mut Reporter) -> Option<Upstream
             return None;
         }
     };
+    let sni = def
+        .tls
+        .as_ref()
+        .and_then(|t| t.sni.clone())
+        .or_else(|| def.host.clone())
+        .unwrap_or_else(|| default_sni(&def.servers));
     let tls = def.tls.as_ref().map(|t| UpstreamTls {
-        sni: t.sni.clone(),
+        sni: sni.clone(),
         verify: t.verify,
     });
     if let Some(hc) = &def.health_check {
-        let sni = tls
-            .as_ref()
-            .and_then(|t| t.sni.clone())
-            .or_else(|| def.host.clone())
-            .unwrap_or_default();
         match &hc.path {
             Some(path) => {
                 let mut check = HttpHealthCheck::new(&sni, tls.is_some());
+                // Any 2xx is healthy (Pingora's default accepts only 200).
+                check.validator = Some(Box::new(|resp: &pingora_http::ResponseHeader| {
+                    if resp.status.is_success() {
+                        Ok(())
+                    } else {
+                        pingora_error::Error::e_explain(
+                            pingora_error::ErrorType::CustomCode(
+                                "health check status",
+                                resp.status.as_u16(),
+                            ),
+                            "non-2xx health check answer",
+                        )
+                    }
+                }));
                 check.peer_template.options.connection_timeout = Some(def.timeout.connect);
                 check.peer_template.options.read_timeout = Some(def.timeout.read);
                 check.peer_template.options.verify_cert = tls.as_ref().is_none_or(|t| t.verify);
@@ -309,17 +330,35 @@ fn upstream(name: &str, def: &UpstreamConf, r: &mut Reporter) -> Option<Upstream
     })
 }
 
+/// The host part of the first server, for SNI when nothing else names the server.
+fn default_sni(servers: &[String]) -> String {
+    servers
+        .first()
+        .map(|s| match s.rsplit_once(':') {
+            Some((h, _)) => h.trim_matches(['[', ']']).to_string(),
+            None => s.clone(),
+        })
+        .unwrap_or_default()
+}
+
+/// A host name (or IP literal) without a port: request hosts are matched with their port
+/// removed, so a pattern with a port could never match.
 fn valid_host_pattern(p: &str) -> bool {
     let p = p.trim();
     if p == "*" {
         return true;
+    }
+    if let Some(v6) = p.strip_prefix('[') {
+        return v6
+            .strip_suffix(']')
+            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
     }
     let body = p.strip_prefix("*.").unwrap_or(p);
     !body.is_empty()
         && !body.contains('*')
         && body
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']' | ':'))
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
 fn routes(
@@ -364,7 +403,7 @@ fn routes(
             if !valid_host_pattern(h) {
                 r.at_value(
                     &format!("{base}.hosts[{j}]"),
-                    format!("'{h}' is not a host pattern; use example.com, *.example.com or *"),
+                    format!("'{h}' is not a host pattern; use example.com, *.example.com or * (without a port)"),
                 );
                 continue;
             }
@@ -516,5 +555,25 @@ fn access_log(a: &schema::AccessLogConf, r: &mut Reporter) -> AccessLog {
         path,
         format: a.format,
         buffer: a.buffer,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sni_defaults_to_the_first_servers_host() {
+        assert_eq!(default_sni(&["app.internal:443".into()]), "app.internal");
+        assert_eq!(default_sni(&["[::1]:443".into()]), "::1");
+    }
+
+    #[test]
+    fn host_patterns_have_no_port() {
+        assert!(valid_host_pattern("example.com"));
+        assert!(valid_host_pattern("*.example.com"));
+        assert!(valid_host_pattern("[::1]"));
+        assert!(!valid_host_pattern("example.com:8080"));
+        assert!(!valid_host_pattern("a.*.com"));
     }
 }

@@ -206,7 +206,9 @@ fn rewrite_serde_detail(path: &str, detail: &str, index: &SpanIndex) -> String {
         {
             let expected = match expected {
                 "a duration" => "a duration such as 5s or 250ms",
-                "a byte size" | "an integer or string" => "a size such as 64MiB or 512KiB",
+                "a byte size" | "an integer or string" | "parsable string" => {
+                    "a size such as 64MiB or 512KiB"
+                }
                 e => e,
             };
             return format!(

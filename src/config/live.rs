@@ -112,5 +112,12 @@ fn needs_upgrade(old: &RuntimeConfig, new: &RuntimeConfig) -> Vec<String> {
     if o.ca_file != n.ca_file {
         out.push("server.ca_file".to_string());
     }
+    // The lock's own expiry and the log queue are sized once, at start.
+    if old.cache.lock_timeout != new.cache.lock_timeout {
+        out.push("cache.lock_timeout".to_string());
+    }
+    if old.access_log.buffer != new.access_log.buffer {
+        out.push("access_log.buffer".to_string());
+    }
     out
 }

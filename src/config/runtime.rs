@@ -98,8 +98,9 @@ pub struct Upstream {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamTls {
-    /// SNI and certificate name; `None` uses each server's host.
-    pub sni: Option<String>,
+    /// SNI and the name the certificate must carry: `tls.sni`, else the upstream's `host`,
+    /// else the host part of its first server.
+    pub sni: String,
     pub verify: bool,
 }
 
@@ -168,7 +169,7 @@ impl MediaRange {
         let Some((t, st)) = essence.split_once('/') else {
             return false;
         };
-        t.eq_ignore_ascii_case(&self.kind)
+        (self.kind == "*" || t.eq_ignore_ascii_case(&self.kind))
             && self
                 .subtype
                 .as_deref()
@@ -341,5 +342,6 @@ mod tests {
         assert!(p.applies_to(Some(b"text/html")));
         assert!(p.applies_to(None));
         assert!(!EtagPolicy::new(false, 10, &[]).applies_to(None));
+        assert!(!EtagPolicy::new(true, 10, &["*/*".into()]).applies_to(Some(b"text/html")));
     }
 }

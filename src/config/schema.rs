@@ -125,7 +125,7 @@ pub struct HealthCheckConf {
     /// Time between checks. Default 5s.
     #[serde(default = "default_health_interval", with = "humantime_serde")]
     pub interval: Duration,
-    /// HTTP path to GET; a 2xx answer is healthy. Without it, a TCP connect is the check.
+    /// HTTP path to GET; any 2xx answer is healthy. Without it, a TCP connect is the check.
     #[serde(default)]
     pub path: Option<String>,
 }
@@ -170,7 +170,7 @@ pub struct RouteConf {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RouteEtagConf {
-    /// Give validator-less 200 responses a content ETag. Default true.
+    /// Give 200 responses without an `ETag` a content ETag (not `no-store` ones). Default true.
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// Largest body held back to hash before the first byte goes out. Default 1MiB.
@@ -298,7 +298,8 @@ pub struct ServerConf {
     /// Worker threads for the public listeners. Default: the number of CPUs.
     #[serde(default)]
     pub threads: Option<usize>,
-    /// Where to write the process id. Default `/tmp/etagate.pid`.
+    /// Where the process id is written when running as a daemon (`-d`). Default
+    /// `/tmp/etagate.pid`.
     #[serde(default = "default_pid_file")]
     pub pid_file: String,
     /// Unix socket the old and new process use to hand over listeners on upgrade.

@@ -39,10 +39,7 @@ pub fn peer(upstream: &Upstream) -> Result<Box<HttpPeer>> {
         )
     })?;
     let tls = upstream.tls.as_ref();
-    let sni = tls
-        .and_then(|t| t.sni.clone())
-        .or_else(|| upstream.host.clone())
-        .unwrap_or_else(|| default_sni(&upstream.definition.servers));
+    let sni = tls.map(|t| t.sni.clone()).unwrap_or_default();
     let mut peer = HttpPeer::new(backend, tls.is_some(), sni);
     let o = &mut peer.options;
     o.connection_timeout = Some(upstream.connect_timeout);
@@ -55,17 +52,6 @@ pub fn peer(upstream: &Upstream) -> Result<Box<HttpPeer>> {
         o.verify_hostname = t.verify;
     }
     Ok(Box::new(peer))
-}
-
-/// The host part of the first server, for SNI when nothing else names the server.
-fn default_sni(servers: &[String]) -> String {
-    servers
-        .first()
-        .map(|s| match s.rsplit_once(':') {
-            Some((h, _)) => h.trim_matches(['[', ']']).to_string(),
-            None => s.clone(),
-        })
-        .unwrap_or_default()
 }
 
 /// Rewrite the request for the origin: Host (preserved unless the upstream sets one),
@@ -140,12 +126,6 @@ pub fn failure_status(e: &Error) -> (u16, OriginOutcome, &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sni_defaults_to_the_first_servers_host() {
-        assert_eq!(default_sni(&["app.internal:443".into()]), "app.internal");
-        assert_eq!(default_sni(&["[::1]:443".into()]), "::1");
-    }
 
     #[test]
     fn timeouts_map_to_504_and_refusals_to_502() {

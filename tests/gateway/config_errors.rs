@@ -200,3 +200,58 @@ fn an_admin_address_shared_with_a_public_listener_is_refused() {
         "conf.yaml:10:12: 127.0.0.1:8080 is also a public listener; the admin endpoints need their own address"
     );
 }
+
+/// Every complete example in the configuration reference (```yaml blocks; fragments are
+/// marked ```yaml fragment) is a valid configuration.
+#[test]
+fn every_complete_example_in_the_configuration_reference_is_valid() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .expect("docs/configuration.md");
+    let mut examples = Vec::new();
+    let mut current: Option<String> = None;
+    for line in doc.lines() {
+        match &mut current {
+            None if line.trim_end() == "```yaml" => current = Some(String::new()),
+            None => {}
+            Some(_) if line.trim_start().starts_with("```") => {
+                examples.push(current.take().expect("open block"));
+            }
+            Some(text) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+    }
+    assert!(
+        examples.len() >= 5,
+        "found only {} examples",
+        examples.len()
+    );
+    for (i, example) in examples.iter().enumerate() {
+        let (code, err) = check(example);
+        assert_eq!(code, 0, "example #{} is invalid:\n{err}\n{example}", i + 1);
+    }
+}
+
+#[test]
+fn a_host_pattern_with_a_port_is_refused() {
+    let (code, err) = check(&format!("{GOOD}    hosts: [example.com:8080]\n"));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("'example.com:8080' is not a host pattern"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unparsable_size_suggests_the_format() {
+    let (code, err) = check(&format!("{GOOD}cache:\n  budget: lots\n"));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("'cache.budget' must be a size such as 64MiB or 512KiB"),
+        "{err}"
+    );
+}
