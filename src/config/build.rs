@@ -485,7 +485,10 @@ fn routes(
 
 fn cache(c: &schema::CacheConf, r: &mut Reporter) -> CacheSettings {
     let budget = c.budget.as_u64() as usize;
-    let max_object_size = c.max_object_size.as_u64() as usize;
+    let max_object_size = match c.max_object_size {
+        Some(m) => m.as_u64() as usize,
+        None => (schema::DEFAULT_MAX_OBJECT_SIZE as usize).min(budget / MAX_OBJECT_FRACTION),
+    };
     if budget < MIN_CACHE_BUDGET {
         r.at_value(
             "cache.budget",
@@ -496,7 +499,7 @@ fn cache(c: &schema::CacheConf, r: &mut Reporter) -> CacheSettings {
             "cache.max_object_size",
             format!(
                 "{} must be between 1 byte and a sixteenth of cache.budget ({}); lower it or raise the budget",
-                c.max_object_size,
+                bytesize::ByteSize::b(max_object_size as u64),
                 bytesize::ByteSize::b((budget / MAX_OBJECT_FRACTION) as u64)
             ),
         );

@@ -223,9 +223,10 @@ pub struct CacheConf {
     /// Memory for stored responses: bodies, headers, keys and fills in flight. Default 256MiB.
     #[serde(default = "default_cache_budget")]
     pub budget: ByteSize,
-    /// Largest response the cache stores. Default 16MiB; at most a sixteenth of the budget.
-    #[serde(default = "default_max_object_size")]
-    pub max_object_size: ByteSize,
+    /// Largest response the cache stores; at most a sixteenth of the budget. Default: 16MiB,
+    /// or a sixteenth of a smaller budget.
+    #[serde(default)]
+    pub max_object_size: Option<ByteSize>,
     /// How long concurrent misses for one key wait for the first to fill it. Default 5s.
     #[serde(default = "default_lock_timeout", with = "humantime_serde")]
     pub lock_timeout: Duration,
@@ -235,7 +236,7 @@ impl Default for CacheConf {
     fn default() -> Self {
         CacheConf {
             budget: default_cache_budget(),
-            max_object_size: default_max_object_size(),
+            max_object_size: None,
             lock_timeout: default_lock_timeout(),
         }
     }
@@ -363,9 +364,8 @@ pub fn default_skip_content_types() -> Vec<String> {
 fn default_cache_budget() -> ByteSize {
     ByteSize::mib(256)
 }
-fn default_max_object_size() -> ByteSize {
-    ByteSize::mib(16)
-}
+/// The object size limit when none is configured.
+pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 16 << 20;
 fn default_lock_timeout() -> Duration {
     Duration::from_secs(5)
 }

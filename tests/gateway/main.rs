@@ -6,3 +6,4 @@ mod cache;
 mod conditional;
 mod config_errors;
 mod foundation;
+mod reload;
