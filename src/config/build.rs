@@ -318,7 +318,7 @@ fn upstream(name: &str, def: &UpstreamConf, r: &mut Reporter) -> Option<Upstream
         }
     }
     Some(Upstream {
-        name: name.to_string(),
+        name: Arc::from(name),
         definition: def.clone(),
         lb: Arc::new(lb),
         host: def.host.clone(),
@@ -462,7 +462,7 @@ fn routes(
             continue;
         };
         out.push(Arc::new(Route {
-            name: rc.name.clone(),
+            name: Arc::from(rc.name.as_str()),
             hosts,
             path: rc.path.clone(),
             upstream: upstream.clone(),

@@ -151,6 +151,19 @@ pub fn from_serde(file: &str, err: &serde_yaml::Error, index: &SpanIndex) -> Con
         None => full.as_str(),
     };
     let (path, detail) = split_serde_path(text);
+    // A duplicate key is reported at its map; point at the second occurrence instead.
+    let position = match detail.strip_prefix("duplicate field ") {
+        Some(rest) => {
+            let name = backticked(rest).first().copied().unwrap_or("");
+            let full = if path.is_empty() {
+                name.to_string()
+            } else {
+                format!("{path}.{name}")
+            };
+            index.key(&full).or(position)
+        }
+        None => position,
+    };
     ConfigError {
         file: file.to_string(),
         position,
@@ -187,6 +200,10 @@ fn rewrite_serde_detail(path: &str, detail: &str, index: &SpanIndex) -> String {
         } else {
             format!("unknown key '{unknown}' in {place}; expected one of: {expected}")
         };
+    }
+    if let Some(rest) = detail.strip_prefix("duplicate field ") {
+        let name = backticked(rest).first().copied().unwrap_or("?").to_string();
+        return format!("the key '{name}' appears twice in {place}; keep one");
     }
     if let Some(rest) = detail.strip_prefix("missing field ") {
         let name = backticked(rest).first().copied().unwrap_or("?").to_string();

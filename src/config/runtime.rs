@@ -83,7 +83,7 @@ pub struct AccessLog {
 
 /// One named group of origin servers.
 pub struct Upstream {
-    pub name: String,
+    pub name: Arc<str>,
     /// The definition this was built from; a reload reuses the whole upstream (its health
     /// state included) when the definition is unchanged.
     pub definition: schema::UpstreamConf,
@@ -186,7 +186,7 @@ pub struct CachePolicy {
 }
 
 pub struct Route {
-    pub name: String,
+    pub name: Arc<str>,
     pub hosts: Vec<HostPattern>,
     pub path: String,
     pub upstream: Arc<Upstream>,

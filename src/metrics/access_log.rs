@@ -1,31 +1,37 @@
 //! The access log: one line per request, written off the request path.
 //!
-//! Requests hand a finished [`AccessRecord`] to a bounded queue with `try_send`; a dedicated
-//! thread formats and writes. When the writer falls behind the queue fills, new lines are dropped
-//! and counted (`etagate_access_log_dropped_total`): a slow disk never slows a request.
-//! A reload reopens the file (so logrotate works with `systemctl reload`) and applies the format.
+//! Requests push a finished [`AccessRecord`] onto a bounded lock-free queue; a dedicated thread
+//! drains it every few milliseconds, formats and writes. A request never takes a lock, never
+//! wakes a thread, and never waits: when the writer falls behind and the queue is full, the
+//! line is dropped and counted (`etagate_access_log_dropped_total`). A reload reopens the file
+//! (so logrotate works with `systemctl reload`) and applies the format.
 
 use crate::config::runtime::AccessLog;
 use crate::config::schema::AccessLogFormat;
 use crate::metrics::METRICS;
+use crossbeam_queue::ArrayQueue;
 use parking_lot::Mutex;
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+/// How often the writer drains the queue.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(20);
+
 /// What one request did, as the log records it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AccessRecord {
-    pub time: Option<SystemTime>,
-    pub client: String,
-    pub method: String,
-    pub uri: String,
+    pub time: SystemTime,
+    pub client: Option<IpAddr>,
+    pub method: http::Method,
+    pub uri: http::Uri,
     pub host: String,
     pub status: u16,
-    pub route: String,
-    pub upstream: String,
+    pub route: Option<Arc<str>>,
+    pub upstream: Option<Arc<str>>,
     /// Cache outcome (`hit`, `miss`, ...), `-` when the cache was not involved.
     pub cache: &'static str,
     /// Where the response's ETag came from: `origin`, `computed`, `stored` or `-`.
@@ -36,51 +42,52 @@ pub struct AccessRecord {
     pub total_seconds: f64,
 }
 
-enum Message {
-    Line(Box<AccessRecord>),
-    Reconfigure(AccessLog),
+struct Shared {
+    queue: ArrayQueue<AccessRecord>,
+    enabled: AtomicBool,
+    /// A new configuration for the writer to apply (set by reloads).
+    pending: Mutex<Option<AccessLog>>,
 }
 
 /// The sending side, shared by all requests.
 #[derive(Clone)]
 pub struct AccessLogger {
-    tx: Arc<Mutex<Option<SyncSender<Message>>>>,
+    shared: Arc<Shared>,
 }
 
 impl AccessLogger {
-    /// Start the writer thread for `conf`. A disabled log still starts it (so a reload can enable
-    /// it) but requests skip it.
+    /// Open the log and start the writer thread. The queue holds `conf.buffer` lines, fixed for
+    /// the life of the process.
     pub fn start(conf: &AccessLog) -> std::io::Result<AccessLogger> {
-        let (tx, rx) = sync_channel(conf.buffer.max(1));
+        let shared = Arc::new(Shared {
+            queue: ArrayQueue::new(conf.buffer.max(1)),
+            enabled: AtomicBool::new(conf.enabled),
+            pending: Mutex::new(None),
+        });
         let mut writer = Writer::open(conf)?;
+        let s = shared.clone();
         std::thread::Builder::new()
             .name("etagate-access-log".to_string())
-            .spawn(move || writer.run(rx))?;
-        Ok(AccessLogger {
-            tx: Arc::new(Mutex::new(Some(tx))),
-        })
+            .spawn(move || writer.run(&s))?;
+        Ok(AccessLogger { shared })
+    }
+
+    /// Whether lines are wanted at all (so requests can skip building one).
+    pub fn enabled(&self) -> bool {
+        self.shared.enabled.load(Ordering::Relaxed)
     }
 
     /// Queue a line; never waits.
     pub fn log(&self, record: AccessRecord) {
-        let guard = self.tx.lock();
-        let Some(tx) = guard.as_ref() else { return };
-        match tx.try_send(Message::Line(Box::new(record))) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                METRICS.access_log_dropped.inc();
-            }
+        if self.shared.queue.push(record).is_err() {
+            METRICS.access_log_dropped.inc();
         }
     }
 
-    /// Apply a reloaded config: reopen the file, switch the format. The queue size stays as it
-    /// was at start.
+    /// Apply a reloaded config: reopen the file, switch the format, enable or disable.
     pub fn reconfigure(&self, conf: &AccessLog) {
-        if let Some(tx) = self.tx.lock().as_ref() {
-            // A full queue must not block a reload; the writer also reopens on its next line
-            // only if told, so use a blocking send with the queue's natural drain.
-            let _ = tx.send(Message::Reconfigure(conf.clone()));
-        }
+        self.shared.enabled.store(conf.enabled, Ordering::Relaxed);
+        *self.shared.pending.lock() = Some(conf.clone());
     }
 }
 
@@ -103,82 +110,85 @@ impl Writer {
         })
     }
 
-    fn run(&mut self, rx: Receiver<Message>) {
+    fn run(&mut self, shared: &Shared) {
+        let mut line = String::with_capacity(256);
         loop {
-            match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(Message::Line(r)) => {
-                    if self.conf.enabled {
-                        let line = format_record(&r, self.conf.format);
-                        if self.out.write_all(line.as_bytes()).is_err() {
-                            METRICS.access_log_dropped.inc();
-                        }
-                    }
-                }
-                Ok(Message::Reconfigure(conf)) => {
-                    let _ = self.out.flush();
-                    match Writer::open(&conf) {
-                        Ok(w) => *self = w,
-                        Err(e) => log::error!(
-                            "access log: cannot open {:?}: {e}; keeping the previous file",
-                            conf.path
-                        ),
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    let _ = self.out.flush();
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let _ = self.out.flush();
-                    return;
+            if let Some(conf) = shared.pending.lock().take() {
+                let _ = self.out.flush();
+                match Writer::open(&conf) {
+                    Ok(w) => *self = w,
+                    Err(e) => log::error!(
+                        "access log: cannot open {:?}: {e}; keeping the previous file",
+                        conf.path
+                    ),
                 }
             }
+            let mut wrote = false;
+            while let Some(r) = shared.queue.pop() {
+                line.clear();
+                format_record(&r, self.conf.format, &mut line);
+                if self.out.write_all(line.as_bytes()).is_err() {
+                    METRICS.access_log_dropped.inc();
+                }
+                wrote = true;
+            }
+            if wrote {
+                let _ = self.out.flush();
+            }
+            std::thread::sleep(DRAIN_INTERVAL);
         }
     }
 }
 
-fn rfc3339(t: Option<SystemTime>) -> String {
-    humantime::format_rfc3339_millis(t.unwrap_or_else(SystemTime::now)).to_string()
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// One line, newline-terminated.
-pub fn format_record(r: &AccessRecord, format: AccessLogFormat) -> String {
+/// Append one newline-terminated line for `r` to `out`.
+pub fn format_record(r: &AccessRecord, format: AccessLogFormat, out: &mut String) {
+    use std::fmt::Write as _;
+    let client = r.client.map(|c| c.to_string());
     match format {
         AccessLogFormat::Json => {
             let v = serde_json::json!({
                 "time": rfc3339(r.time),
-                "client": r.client,
-                "method": r.method,
-                "uri": r.uri,
+                "client": client,
+                "method": r.method.as_str(),
+                "uri": r.uri.to_string(),
                 "host": r.host,
                 "status": r.status,
-                "route": r.route,
-                "upstream": r.upstream,
+                "route": r.route.as_deref(),
+                "upstream": r.upstream.as_deref(),
                 "cache": r.cache,
                 "etag": r.etag,
                 "bytes": r.body_bytes,
                 "upstream_time": r.upstream_seconds,
                 "total_time": r.total_seconds,
             });
-            format!("{v}\n")
+            let _ = writeln!(out, "{v}");
         }
-        AccessLogFormat::Text => format!(
-            "{} {} \"{} {}\" host={} status={} route={} upstream={} cache={} etag={} bytes={} upstream_time={} total_time={:.6}\n",
-            rfc3339(r.time),
-            if r.client.is_empty() { "-" } else { &r.client },
-            r.method,
-            r.uri.replace(['"', ' '], "%20"),
-            if r.host.is_empty() { "-" } else { &r.host },
-            r.status,
-            if r.route.is_empty() { "-" } else { &r.route },
-            if r.upstream.is_empty() { "-" } else { &r.upstream },
-            r.cache,
-            r.etag,
-            r.body_bytes,
-            r.upstream_seconds
-                .map(|s| format!("{s:.6}"))
-                .unwrap_or_else(|| "-".to_string()),
-            r.total_seconds,
-        ),
+        AccessLogFormat::Text => {
+            let dash = |s: Option<&str>| s.filter(|s| !s.is_empty()).unwrap_or("-").to_string();
+            let _ = writeln!(
+                out,
+                "{} {} \"{} {}\" host={} status={} route={} upstream={} cache={} etag={} bytes={} upstream_time={} total_time={:.6}",
+                rfc3339(r.time),
+                dash(client.as_deref()),
+                r.method,
+                r.uri.to_string().replace(['"', ' '], "%20"),
+                dash(Some(&r.host)),
+                r.status,
+                dash(r.route.as_deref()),
+                dash(r.upstream.as_deref()),
+                r.cache,
+                r.etag,
+                r.body_bytes,
+                r.upstream_seconds
+                    .map(|s| format!("{s:.6}"))
+                    .unwrap_or_else(|| "-".to_string()),
+                r.total_seconds,
+            );
+        }
     }
 }
 
@@ -188,14 +198,14 @@ mod tests {
 
     fn record() -> AccessRecord {
         AccessRecord {
-            time: Some(SystemTime::UNIX_EPOCH),
-            client: "127.0.0.1".into(),
-            method: "GET".into(),
-            uri: "/a b".into(),
+            time: SystemTime::UNIX_EPOCH,
+            client: Some(IpAddr::from([127, 0, 0, 1])),
+            method: http::Method::GET,
+            uri: "/a%20b?x=1".parse().expect("uri"),
             host: "example.com".into(),
             status: 304,
-            route: "default".into(),
-            upstream: "app".into(),
+            route: Some("default".into()),
+            upstream: None,
             cache: "hit",
             etag: "computed",
             body_bytes: 0,
@@ -205,20 +215,40 @@ mod tests {
     }
 
     #[test]
-    fn text_lines_have_every_field_and_no_raw_spaces_in_the_uri() {
-        let line = format_record(&record(), AccessLogFormat::Text);
+    fn text_lines_have_every_field() {
+        let mut line = String::new();
+        format_record(&record(), AccessLogFormat::Text, &mut line);
         assert_eq!(
             line,
-            "1970-01-01T00:00:00.000Z 127.0.0.1 \"GET /a%20b\" host=example.com status=304 route=default upstream=app cache=hit etag=computed bytes=0 upstream_time=- total_time=0.000125\n"
+            "1970-01-01T00:00:00.000Z 127.0.0.1 \"GET /a%20b?x=1\" host=example.com status=304 route=default upstream=- cache=hit etag=computed bytes=0 upstream_time=- total_time=0.000125\n"
         );
     }
 
     #[test]
     fn json_lines_parse_back() {
-        let line = format_record(&record(), AccessLogFormat::Json);
+        let mut line = String::new();
+        format_record(&record(), AccessLogFormat::Json, &mut line);
         let v: serde_json::Value = serde_json::from_str(&line).expect("valid json");
         assert_eq!(v["status"], 304);
         assert_eq!(v["cache"], "hit");
         assert!(v["upstream_time"].is_null());
+        assert!(v["upstream"].is_null());
+    }
+
+    #[test]
+    fn a_full_queue_drops_instead_of_waiting() {
+        let shared = Shared {
+            queue: ArrayQueue::new(2),
+            enabled: AtomicBool::new(true),
+            pending: Mutex::new(None),
+        };
+        let logger = AccessLogger {
+            shared: Arc::new(shared),
+        };
+        let before = METRICS.access_log_dropped.get();
+        for _ in 0..5 {
+            logger.log(record());
+        }
+        assert_eq!(METRICS.access_log_dropped.get() - before, 3);
     }
 }

@@ -165,14 +165,7 @@ impl RequestCtx {
     }
 
     pub fn route_name(&self) -> &str {
-        self.route.as_ref().map(|r| r.name.as_str()).unwrap_or("")
-    }
-
-    pub fn upstream_name(&self) -> &str {
-        self.route
-            .as_ref()
-            .map(|r| r.upstream.name.as_str())
-            .unwrap_or("")
+        self.route.as_ref().map(|r| &*r.name).unwrap_or("")
     }
 
     pub fn inner_report(&self) -> Option<&Arc<InnerReport>> {

@@ -728,24 +728,26 @@ impl ProxyHttp for Gateway {
                 m.cache(o);
             }
         }
+        if !self.access_log.enabled() {
+            return;
+        }
         let req = session.req_header();
         self.access_log.log(AccessRecord {
-            time: Some(SystemTime::now()),
+            time: SystemTime::now(),
             client: session
                 .client_addr()
                 .and_then(|a| a.as_inet())
-                .map(|a| a.ip().to_string())
-                .unwrap_or_default(),
-            method: req.method.to_string(),
-            uri: req.uri.to_string(),
-            host: ctx.host.clone(),
+                .map(|a| a.ip()),
+            method: req.method.clone(),
+            uri: req.uri.clone(),
+            host: std::mem::take(&mut ctx.host),
             status: ctx.status,
-            route: ctx.route_name().to_string(),
-            upstream: if ctx.origin_tries > 0 || ctx.origin_wait.is_some() {
-                ctx.upstream_name().to_string()
-            } else {
-                String::new()
-            },
+            route: ctx.route.as_ref().map(|r| r.name.clone()),
+            upstream: ctx
+                .route
+                .as_ref()
+                .filter(|_| ctx.origin_tries > 0 || ctx.origin_wait.is_some())
+                .map(|r| r.upstream.name.clone()),
             cache: ctx.cache_outcome.map(|o| o.as_str()).unwrap_or("-"),
             etag: ctx.etag_source.as_str(),
             body_bytes: ctx.body_bytes,

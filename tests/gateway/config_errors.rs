@@ -255,3 +255,15 @@ fn an_unparsable_size_suggests_the_format() {
         "{err}"
     );
 }
+
+#[test]
+fn a_duplicate_key_points_at_its_second_occurrence() {
+    let (code, err) = check(&format!(
+        "{GOOD}cache:\n  budget: 64MiB\ncache:\n  budget: 32MiB\n"
+    ));
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim(),
+        "conf.yaml:11:1: the key 'cache' appears twice in the top level; keep one"
+    );
+}

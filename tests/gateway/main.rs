@@ -6,4 +6,5 @@ mod cache;
 mod conditional;
 mod config_errors;
 mod foundation;
+mod metrics;
 mod reload;
