@@ -8,3 +8,4 @@ mod config_errors;
 mod foundation;
 mod metrics;
 mod reload;
+mod tls;
