@@ -10,56 +10,82 @@
 use pingora_cache::key::HashBinary;
 use pingora_cache::CacheKey;
 
-/// A primary key: the readable form (for `X-Cache-Key`) and its 128-bit hash.
+/// A primary key: its 128-bit hash and, when asked for, its readable form (for `X-Cache-Key`
+/// and purge reports; building it costs an allocation the hot path does not need).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrimaryKey {
-    pub text: String,
     pub hash: HashBinary,
+    text: Option<String>,
+}
+
+/// The host and non-default port of an authority, as keyed, without allocating.
+fn host_parts<'a>(authority: &'a str, scheme: &str) -> (&'a str, Option<&'a str>) {
+    let a = authority.trim();
+    let (host, port) = if a.starts_with('[') {
+        match a.find(']') {
+            Some(end) => (&a[..=end], a[end + 1..].strip_prefix(':')),
+            None => (a, None),
+        }
+    } else {
+        match a.rsplit_once(':') {
+            Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => (h, Some(p)),
+            _ => (a, None),
+        }
+    };
+    let default = if scheme == "https" { "443" } else { "80" };
+    (host.trim_end_matches('.'), port.filter(|p| *p != default))
 }
 
 /// Host as keyed: lowercase, no trailing dot, the port only when it is not the scheme's
 /// default.
 pub fn key_host(authority: &str, scheme: &str) -> String {
-    let a = authority.trim().to_ascii_lowercase();
-    let (host, port) = if let Some(rest) = a.strip_prefix('[') {
-        match rest.split_once(']') {
-            Some((h, p)) => (format!("[{h}]"), p.strip_prefix(':').map(str::to_string)),
-            None => (a.clone(), None),
-        }
-    } else {
-        match a.rsplit_once(':') {
-            Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-                (h.to_string(), Some(p.to_string()))
-            }
-            _ => (a.clone(), None),
-        }
-    };
-    let host = host.trim_end_matches('.').to_string();
-    let default = if scheme == "https" { "443" } else { "80" };
+    let (host, port) = host_parts(authority, scheme);
     match port {
-        Some(p) if p != default => format!("{host}:{p}"),
-        _ => host,
+        Some(p) => format!("{}:{p}", host.to_ascii_lowercase()),
+        None => host.to_ascii_lowercase(),
     }
 }
 
 impl PrimaryKey {
+    /// The key of a request, hash only.
     pub fn new(scheme: &str, authority: &str, path_and_query: &str) -> PrimaryKey {
-        let host = key_host(authority, scheme);
+        let (host, port) = host_parts(authority, scheme);
+        let host_len = host.len() + port.map(|p| p.len() + 1).unwrap_or(0);
         let mut h = blake3::Hasher::new();
-        for part in [
-            scheme.as_bytes(),
-            host.as_bytes(),
-            path_and_query.as_bytes(),
-        ] {
-            h.update(&(part.len() as u64).to_le_bytes());
-            h.update(part);
+        h.update(&(scheme.len() as u64).to_le_bytes());
+        h.update(scheme.as_bytes());
+        h.update(&(host_len as u64).to_le_bytes());
+        let mut buf = [0u8; 64];
+        for chunk in host.as_bytes().chunks(buf.len()) {
+            let lower = &mut buf[..chunk.len()];
+            lower.copy_from_slice(chunk);
+            lower.make_ascii_lowercase();
+            h.update(lower);
         }
+        if let Some(p) = port {
+            h.update(b":");
+            h.update(p.as_bytes());
+        }
+        h.update(&(path_and_query.len() as u64).to_le_bytes());
+        h.update(path_and_query.as_bytes());
         let mut hash = [0u8; 16];
         hash.copy_from_slice(&h.finalize().as_bytes()[..16]);
-        PrimaryKey {
-            text: format!("{scheme}://{host}{path_and_query}"),
-            hash,
-        }
+        PrimaryKey { hash, text: None }
+    }
+
+    /// The key with its readable form, `scheme://host[:port]/path?query`.
+    pub fn with_text(scheme: &str, authority: &str, path_and_query: &str) -> PrimaryKey {
+        let mut k = PrimaryKey::new(scheme, authority, path_and_query);
+        k.text = Some(format!(
+            "{scheme}://{}{path_and_query}",
+            key_host(authority, scheme)
+        ));
+        k
+    }
+
+    /// The readable form, when the key was built with it.
+    pub fn text(&self) -> Option<&str> {
+        self.text.as_deref()
     }
 
     /// The pingora-cache key, with this hash as its primary and the variance if any.
@@ -82,7 +108,14 @@ mod tests {
         let a = PrimaryKey::new("http", "Example.com:80", "/a?x=1");
         let b = PrimaryKey::new("http", "example.com", "/a?x=1");
         assert_eq!(a, b);
-        assert_eq!(a.text, "http://example.com/a?x=1");
+        assert_eq!(
+            PrimaryKey::with_text("http", "Example.com:80", "/a?x=1").text(),
+            Some("http://example.com/a?x=1")
+        );
+        assert_eq!(
+            PrimaryKey::with_text("http", "Ex.com:8080", "/").hash,
+            PrimaryKey::new("http", "ex.com:8080", "/").hash
+        );
         assert_ne!(a, PrimaryKey::new("http", "example.com:8080", "/a?x=1"));
         assert_ne!(a, PrimaryKey::new("https", "example.com", "/a?x=1"));
         assert_ne!(a, PrimaryKey::new("http", "example.com", "/a?x=2"));

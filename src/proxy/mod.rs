@@ -260,8 +260,10 @@ impl Gateway {
         let mut status = status;
         if ctx.route.as_ref().is_some_and(|r| r.debug_headers) {
             if let Some(k) = &ctx.key {
-                status.key = Some(k.text.clone());
-                resp.insert_header("x-cache-key", k.text.as_str())?;
+                if let Some(text) = k.text() {
+                    status.key = Some(text.to_string());
+                    resp.insert_header("x-cache-key", text)?;
+                }
             }
             resp.insert_header(
                 "x-cache-hit",
@@ -307,11 +309,12 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
         ctx.host = normalize_host(request_authority(req));
         let route = config.router.route(&ctx.host, req.uri.path()).cloned();
-        let key = PrimaryKey::new(
-            scheme(session),
-            request_authority(req),
-            req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
-        );
+        let pq = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let key = if route.as_ref().is_some_and(|r| r.debug_headers) {
+            PrimaryKey::with_text(scheme(session), request_authority(req), pq)
+        } else {
+            PrimaryKey::new(scheme(session), request_authority(req), pq)
+        };
         ctx.key = Some(Arc::new(key));
         ctx.config = Some(config);
         let Some(route) = route else {

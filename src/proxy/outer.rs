@@ -97,8 +97,10 @@ fn add_debug_headers(
     let debug = ctx.route.as_ref().is_some_and(|r| r.debug_headers);
     if debug {
         if let Some(k) = &ctx.key {
-            status.key = Some(k.text.clone());
-            header.insert_header("x-cache-key", k.text.as_str())?;
+            if let Some(text) = k.text() {
+                status.key = Some(text.to_string());
+                header.insert_header("x-cache-key", text)?;
+            }
         }
         header.insert_header("x-cache-hit", if from_cache { "true" } else { "false" })?;
     }

@@ -5,7 +5,10 @@ use crate::http::headers::not_modified_from;
 use crate::http::preconditions::{evaluate, if_range_allows, Outcome, Validators};
 use crate::http::range::{parse_range, RangeRequest};
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE, TRANSFER_ENCODING};
+use http::header::{
+    CONTENT_LENGTH, CONTENT_RANGE, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE,
+    RANGE, TRANSFER_ENCODING,
+};
 use http::Method;
 use pingora_error::Result;
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -72,7 +75,15 @@ pub fn decide(
     let status = header.status.as_u16();
     let head_only = req.method == Method::HEAD;
     let fresh_from_origin = from == Origin::Fetched;
-    if (200..300).contains(&status) {
+    let conditional = [
+        IF_MATCH,
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        IF_UNMODIFIED_SINCE,
+    ]
+    .iter()
+    .any(|h| req.headers.contains_key(h));
+    if conditional && (200..300).contains(&status) {
         let v = match from {
             Origin::Fetched => Validators::of(&header.headers),
             Origin::Stored => Validators::of_stored(&header.headers),

@@ -124,9 +124,9 @@ impl Control {
     pub fn purge(&self, urls: &[(String, String, String)]) -> Vec<(String, usize)> {
         urls.iter()
             .map(|(scheme, authority, path)| {
-                let key = crate::cache::key::PrimaryKey::new(scheme, authority, path);
+                let key = crate::cache::key::PrimaryKey::with_text(scheme, authority, path);
                 let n = self.cache.store.purge_primary(&key.hash);
-                (key.text, n)
+                (key.text().unwrap_or_default().to_string(), n)
             })
             .collect()
     }
