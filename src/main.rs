@@ -2,7 +2,13 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // Pingora's connector logs a benign connection-pool race ("failed to acquire reusable
+    // stream", after which it simply opens a new connection) at error level; upstream failures
+    // that matter are logged by etagate with their route and upstream. RUST_LOG overrides.
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,pingora_core::connectors=off"),
+    )
+    .init();
     let cli = etagate::cli::Cli::parse();
     if !cli.test {
         // SIGHUP's default action ends the process; claim it before anything can send one.
