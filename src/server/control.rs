@@ -131,3 +131,31 @@ impl Control {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_with_listeners_bound_and_not_while_draining() {
+        let s = ProcessState::default();
+        assert!(!s.ready(), "starting");
+        s.set_listeners_bound();
+        assert!(s.ready());
+        s.set_draining();
+        assert!(!s.ready() && s.draining());
+    }
+
+    #[test]
+    fn purge_bodies_need_absolute_http_urls() {
+        let ok = purge_urls("http://a.test/x?y=1\n\n https://b.test \n").expect("valid");
+        assert_eq!(ok.len(), 2);
+        assert_eq!(
+            ok[1],
+            ("https".to_string(), "b.test".to_string(), "/".to_string())
+        );
+        assert!(purge_urls("/relative").is_err());
+        assert!(purge_urls("ftp://a.test/").is_err());
+        assert!(purge_urls("  \n").is_err());
+    }
+}
