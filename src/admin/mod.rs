@@ -135,6 +135,9 @@ impl ServeHttp for AdminApp {
         match (method, path.as_str()) {
             (Method::GET, "/metrics") => {
                 self.control.cache.store.publish_metrics();
+                crate::metrics::METRICS
+                    .ready
+                    .set(self.control.state.ready() as i64);
                 let body = crate::metrics::METRICS.render();
                 Response::builder()
                     .status(StatusCode::OK)

@@ -66,6 +66,7 @@ impl LiveConfig {
                     needs_upgrade: needs_upgrade(&old, &new),
                 };
                 apply(&new);
+                forget_removed(&old, &new);
                 self.current.store(Arc::new(new));
                 METRICS.reload(true);
                 METRICS.config_generation.set(report.generation as i64);
@@ -85,6 +86,22 @@ fn now_secs() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// Drop the metric series of routes and upstreams the new config no longer has.
+fn forget_removed(old: &RuntimeConfig, new: &RuntimeConfig) {
+    let names = |c: &RuntimeConfig| -> std::collections::HashSet<String> {
+        c.router.routes().map(|r| r.name.to_string()).collect()
+    };
+    let kept = names(new);
+    for gone in names(old).difference(&kept) {
+        METRICS.forget_route(gone);
+    }
+    for name in old.upstreams.keys() {
+        if !new.upstreams.contains_key(name) {
+            METRICS.forget_upstream(name);
+        }
+    }
 }
 
 /// The settings a running process cannot change in place.

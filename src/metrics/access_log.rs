@@ -53,23 +53,39 @@ struct Shared {
 #[derive(Clone)]
 pub struct AccessLogger {
     shared: Arc<Shared>,
+    /// The writer, until its thread is started.
+    writer: Arc<Mutex<Option<Writer>>>,
 }
 
 impl AccessLogger {
-    /// Open the log and start the writer thread. The queue holds `conf.buffer` lines, fixed for
-    /// the life of the process.
-    pub fn start(conf: &AccessLog) -> std::io::Result<AccessLogger> {
+    /// Open the log (so a bad path fails at start) and create the queue, `conf.buffer` lines,
+    /// fixed for the life of the process. Lines queue up until [`Self::spawn_writer`].
+    pub fn open(conf: &AccessLog) -> std::io::Result<AccessLogger> {
         let shared = Arc::new(Shared {
             queue: ArrayQueue::new(conf.buffer.max(1)),
             enabled: AtomicBool::new(conf.enabled),
             pending: Mutex::new(None),
         });
-        let mut writer = Writer::open(conf)?;
-        let s = shared.clone();
-        std::thread::Builder::new()
+        let writer = Writer::open(conf)?;
+        Ok(AccessLogger {
+            shared,
+            writer: Arc::new(Mutex::new(Some(writer))),
+        })
+    }
+
+    /// Start the writer thread. Called once the process is in its final form: a thread started
+    /// before `-d` forks would not exist in the daemon.
+    pub fn spawn_writer(&self) {
+        let Some(mut writer) = self.writer.lock().take() else {
+            return;
+        };
+        let s = self.shared.clone();
+        if let Err(e) = std::thread::Builder::new()
             .name("etagate-access-log".to_string())
-            .spawn(move || writer.run(&s))?;
-        Ok(AccessLogger { shared })
+            .spawn(move || writer.run(&s))
+        {
+            log::error!("cannot start the access log writer: {e}; lines will be dropped");
+        }
     }
 
     /// Whether lines are wanted at all (so requests can skip building one).
@@ -175,7 +191,7 @@ pub fn format_record(r: &AccessRecord, format: AccessLogFormat, out: &mut String
                 rfc3339(r.time),
                 dash(client.as_deref()),
                 r.method,
-                r.uri.to_string().replace(['"', ' '], "%20"),
+                r.uri.to_string().replace('"', "%22").replace(' ', "%20"),
                 dash(Some(&r.host)),
                 r.status,
                 dash(r.route.as_deref()),
@@ -244,6 +260,7 @@ mod tests {
         };
         let logger = AccessLogger {
             shared: Arc::new(shared),
+            writer: Arc::new(Mutex::new(None)),
         };
         let before = METRICS.access_log_dropped.get();
         for _ in 0..5 {

@@ -162,6 +162,8 @@ pub struct Metrics {
     pub config_generation: IntGauge,
     pub config_last_reload_success: Gauge,
     pub access_log_dropped: IntCounter,
+    /// 1 when the process is ready (config loaded, listeners bound, not draining).
+    pub ready: IntGauge,
     build_info: IntGaugeVec,
 }
 
@@ -203,6 +205,9 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
 
 /// The process-wide metrics.
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// Requests that matched no route (answered 404), counted under `route="-"`.
+pub static UNROUTED: LazyLock<RouteMetrics> = LazyLock::new(|| METRICS.route("-"));
 
 impl Metrics {
     // Every definition below is static; a failure is a programming error caught by the first
@@ -328,6 +333,11 @@ impl Metrics {
                 "etagate_access_log_dropped_total",
                 "Access log lines dropped because the writer fell behind.",
             ),
+            ready: gauge(
+                &r,
+                "etagate_ready",
+                "1 when the process is ready: config loaded, listeners accepting, not draining.",
+            ),
             build_info: {
                 let g = IntGaugeVec::new(
                     Opts::new("etagate_build_info", "Build information; the value is always 1."),
@@ -343,6 +353,10 @@ impl Metrics {
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), "0.9.1"])
             .set(1);
+        // process_* (CPU, memory, file descriptors, start time) from /proc.
+        let _ = m.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
         for result in ["success", "failure"] {
             m.config_reloads.with_label_values(&[result]);
         }
@@ -374,6 +388,41 @@ impl Metrics {
             }),
             duration: self.origin_duration.with_label_values(&[upstream]),
         }
+    }
+
+    /// Remove the series of a route a reload took away (requests still running under the old
+    /// config keep counting into handles nobody exports any more).
+    pub fn forget_route(&self, route: &str) {
+        for c in STATUS_CLASSES {
+            let _ = self.requests.remove_label_values(&[route, c]);
+        }
+        let _ = self.request_duration.remove_label_values(&[route]);
+        for o in CacheOutcome::ALL {
+            let _ = self
+                .cache_requests
+                .remove_label_values(&[route, o.as_str()]);
+        }
+        for source in ["cache", "origin"] {
+            let _ = self.not_modified.remove_label_values(&[route, source]);
+        }
+        for v in [
+            &self.precondition_failed,
+            &self.response_body_bytes,
+            &self.not_modified_saved_bytes,
+            &self.content_etags,
+        ] {
+            let _ = v.remove_label_values(&[route]);
+        }
+    }
+
+    /// Remove the series of an upstream a reload took away.
+    pub fn forget_upstream(&self, upstream: &str) {
+        for o in OriginOutcome::ALL {
+            let _ = self
+                .origin_requests
+                .remove_label_values(&[upstream, o.as_str()]);
+        }
+        let _ = self.origin_duration.remove_label_values(&[upstream]);
     }
 
     pub fn reload(&self, success: bool) {

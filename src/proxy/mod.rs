@@ -722,14 +722,15 @@ impl ProxyHttp for Gateway {
                 .map(|r| r.status.as_u16())
                 .unwrap_or(0);
         }
-        if let Some(route) = &ctx.route {
-            let m = &route.metrics;
-            m.request(ctx.status);
-            m.duration.observe(total.as_secs_f64());
-            m.body_bytes.inc_by(ctx.body_bytes);
-            if let Some(o) = ctx.cache_outcome {
-                m.cache(o);
-            }
+        let m = match &ctx.route {
+            Some(route) => &route.metrics,
+            None => &*crate::metrics::UNROUTED,
+        };
+        m.request(ctx.status);
+        m.duration.observe(total.as_secs_f64());
+        m.body_bytes.inc_by(ctx.body_bytes);
+        if let Some(o) = ctx.cache_outcome {
+            m.cache(o);
         }
         if !self.access_log.enabled() {
             return;

@@ -666,7 +666,11 @@ fn outcome(ctx: &RequestCtx, report: &InnerReport, header: &ResponseHeader) -> C
             }
         }
         Some(Fwd::UriMiss) | Some(Fwd::VaryMiss) => {
-            if report.storing.load(Ordering::Acquire) {
+            // Uncacheable means the origin answered and the answer may not be stored; a
+            // failed fetch is still a miss.
+            let origin = report.origin_status.load(Ordering::Acquire);
+            let answered = origin > 0 && origin < 500 && header.status.as_u16() < 500;
+            if report.storing.load(Ordering::Acquire) || !answered {
                 CacheOutcome::Miss
             } else {
                 CacheOutcome::Uncacheable

@@ -22,7 +22,7 @@ use control::{Control, ProcessState};
 use pingora_core::apps::HttpServerOptions;
 use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::server::configuration::{Opt, ServerConf};
-use pingora_core::server::Server;
+use pingora_core::server::{RunArgs, Server};
 use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 use std::process::ExitCode;
@@ -80,7 +80,22 @@ pub fn run(cli: Cli) -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    let access_log = match AccessLogger::start(&cfg.access_log) {
+    if !cli.upgrade {
+        // Pingora retries a taken port forever; say what is wrong and stop instead. (With -u
+        // the sockets come from the running process, which of course still holds them.)
+        let mut addresses: Vec<std::net::SocketAddr> =
+            cfg.listeners.iter().map(|l| l.address).collect();
+        addresses.push(cfg.admin.address);
+        for addr in addresses {
+            if let Err(e) = std::net::TcpListener::bind(addr) {
+                eprintln!(
+                    "cannot listen on {addr}: {e}; another process holds it (another etagate, or Prometheus, whose default port is 9090): stop it or change the address"
+                );
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let access_log = match AccessLogger::open(&cfg.access_log) {
         Ok(l) => l,
         Err(e) => {
             eprintln!(
@@ -101,6 +116,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let listeners = cfg.listeners.clone();
     let admin_address = cfg.admin.address;
     let cache_settings = cfg.cache.clone();
+    let drain_period = cfg.server.grace_period;
     let etag_budget = cfg.etag_buffer_budget;
     let live = LiveConfig::new(cfg);
 
@@ -162,5 +178,11 @@ pub fn run(cli: Cli) -> ExitCode {
         tasks::HealthChecks::new(live),
     ));
     log::info!("etagate {} starting", env!("CARGO_PKG_VERSION"));
-    server.run_forever();
+    server.run(RunArgs {
+        shutdown_signal: Box::new(tasks::DrainingSignals {
+            state,
+            drain: drain_period,
+        }),
+    });
+    ExitCode::SUCCESS
 }

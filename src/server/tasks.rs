@@ -47,6 +47,7 @@ fn probe_address(addr: SocketAddr) -> SocketAddr {
 #[async_trait]
 impl BackgroundService for Lifecycle {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        self.control.access_log.spawn_writer();
         let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         {
             Ok(s) => Some(s),
@@ -155,5 +156,46 @@ pub fn claim_sighup() {
                 log::warn!("cannot install the SIGHUP handler: {e}");
             }
         });
+    }
+}
+
+/// Pingora's signals, with a drain step before a graceful stop: on SIGTERM etagate first
+/// reports not ready and closes connections after their current response for `drain`, so load
+/// balancers move traffic away while every request is still answered; only then does Pingora
+/// stop accepting (and give requests in flight its own grace period). SIGQUIT (hand the sockets
+/// to a new process) and SIGINT (stop now) keep Pingora's meaning.
+pub struct DrainingSignals {
+    pub state: Arc<super::control::ProcessState>,
+    pub drain: Duration,
+}
+
+#[async_trait]
+impl pingora_core::server::ShutdownSignalWatch for DrainingSignals {
+    async fn recv(&self) -> pingora_core::server::ShutdownSignal {
+        use pingora_core::server::ShutdownSignal;
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut quit), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::quit()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            log::error!("cannot listen for shutdown signals; stopping");
+            return ShutdownSignal::FastShutdown;
+        };
+        tokio::select! {
+            _ = quit.recv() => {
+                self.state.set_draining();
+                ShutdownSignal::GracefulUpgrade
+            }
+            _ = term.recv() => {
+                self.state.set_draining();
+                log::info!("SIGTERM received: draining for {:?} before closing the listeners", self.drain);
+                tokio::select! {
+                    _ = tokio::time::sleep(self.drain) => ShutdownSignal::GracefulTerminate,
+                    _ = int.recv() => ShutdownSignal::FastShutdown,
+                }
+            }
+            _ = int.recv() => ShutdownSignal::FastShutdown,
+        }
     }
 }

@@ -272,3 +272,23 @@ async fn readiness_and_health_endpoints_answer_on_the_admin_listener_only() {
     http.get(gw.url("/metrics")).send().await.expect("request");
     assert_eq!(o.last().uri, "/metrics");
 }
+
+#[tokio::test]
+async fn a_taken_address_is_reported_instead_of_retried_forever() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let out = run_etagate(&[
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--upstream",
+        "127.0.0.1:1",
+        "--admin",
+        &format!("127.0.0.1:{}", free_port()),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+}

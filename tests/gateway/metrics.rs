@@ -316,17 +316,28 @@ async fn the_metrics_reference_lists_exactly_the_exported_metrics() {
     let o = Origin::fixed("x", &[]).await;
     let gw = Gateway::single(&o, "", "").await;
     let text = scrape(&gw).await;
-    let mut exported: Vec<String> = text
+    let types: Vec<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_string)
+        .collect();
+    let mut exported: Vec<String> = types
+        .iter()
+        .filter(|n| n.starts_with("etagate_"))
+        .map(|n| n.to_string())
         .collect();
     exported.sort();
     assert_eq!(
         documented, exported,
         "docs/metrics.md and the exported metrics differ"
     );
+    for process in types.iter().filter(|n| n.starts_with("process_")) {
+        assert!(
+            doc.contains(process),
+            "docs/metrics.md does not mention {process}"
+        );
+    }
+    assert!(types.contains(&"process_resident_memory_bytes"));
 }
 
 #[tokio::test]

@@ -400,3 +400,34 @@ async fn twenty_reloads_and_a_binary_upgrade_under_load_fail_no_request() {
     assert!(hits_before_upgrade > 20);
     assert!(hits_after_upgrade > 0, "the new process caches too");
 }
+
+#[tokio::test]
+async fn sigterm_drains_before_closing_the_listeners() {
+    let o = Origin::fixed("still served", &[("cache-control", "no-store")]).await;
+    let gw = Gateway::single(&o, "", "").await;
+    gw.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ready = client()
+        .get(gw.admin_url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.text().await.expect("body"), "draining\n");
+    let r = client()
+        .get(gw.url("/x"))
+        .send()
+        .await
+        .expect("request while draining");
+    assert_eq!(
+        r.status(),
+        200,
+        "requests are still answered while draining"
+    );
+    assert_eq!(
+        r.headers()["connection"],
+        "close",
+        "clients are told to go elsewhere"
+    );
+    assert_eq!(gw.metric("etagate_ready", &[]).await, 0.0);
+}
