@@ -7,7 +7,7 @@
 # URL -> ETag and send If-None-Match on repeat requests.
 #
 # Usage: scripts/offload.sh [--smoke] [--no-build] [--requests N] [--rate Q] [--out FILE]
-#   --smoke      5,000 requests unpaced, report in the work dir only (CI)
+#   --smoke      5,000 requests unpaced, report in /tmp/etagate-offload-smoke.md (CI)
 #   --out FILE   Markdown report (default docs/offload.md)
 # Everything listens on 127.0.0.1; each replay stops by itself after 110 s at most.
 set -euo pipefail
@@ -63,6 +63,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+# A private copy: a rebuild of target/release during the run must not change what is measured.
+cp "$ETAGATE_BIN" "$WORK/etagate-bin"; ETAGATE_BIN="$WORK/etagate-bin"
 start_server() { # NAME CMD...
   local name=$1; shift
   setsid "$@" >"$WORK/$name.out" 2>&1 </dev/null &
@@ -169,7 +171,7 @@ l2=$(origin_lines); via_origin=$((l2 - l1)); via_origin_bytes=$(origin_bytes_sin
 elapsed=$(( $(date +%s) - started ))
 
 if [ -z "$out" ]; then
-  if [ "$smoke" = 1 ]; then out="$WORK/offload.md"; else out=docs/offload.md; fi
+  if [ "$smoke" = 1 ]; then out="${TMPDIR:-/tmp}/etagate-offload-smoke.md"; else out=docs/offload.md; fi
 fi
 python3 - "$out" <<PY
 import json, sys
@@ -192,6 +194,10 @@ for name, a, b in rows:
     r = "" if name.startswith(("304", "requests", "conditional")) else red(a, b)
     txt.append(f"{name:42}{a:>18,}{b:>18,}{r:>12}")
     md.append(f"| {name} | {a:,} | {b:,} | {r} |")
+ideal = via.get("ideal_origin_requests")
+if ideal is not None:
+    txt.append(f"{'origin requests of an ideal shared cache':42}{'':>18}{ideal:>18,}{red(o['direct'][0], ideal):>12}")
+    md.append(f"| origin requests of an ideal shared cache (reference) | | {ideal:,} | {red(o['direct'][0], ideal)} |")
 for k, v in (("direct", direct), ("via", via)):
     if v["errors"] or v["truncated"]:
         txt.append(f"WARNING: {k}: {v['errors']} errors, truncated={v['truncated']}")
@@ -224,6 +230,11 @@ content ETag, repeat requests get 304 without a body, and the shared cache answe
 URLs for their max-age (10 or 60 s) before it asks the origin again (the origin has no validator for
 etagate to send, so each refresh is a full 200 that etagate hashes; unchanged content keeps its
 ETag, so clients still get 304).
+
+The reference row counts the origin requests an ideal shared cache would make for the same
+request sequence (request i at i / rate seconds): one per distinct URL plus one each time a
+URL is requested after its max-age ran out. etagate well above it means cached entries are
+not being refreshed after they expire.
 
 Status counts: direct {direct['status']}, through etagate {via['status']}.
 """

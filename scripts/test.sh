@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
-# The whole test suite: unit and integration tests, then the conformance suite and the
-# deployment file checks. Installs what a fresh machine lacks.
+# The whole test suite: unit and integration tests (the real binary over loopback, with a real
+# Prometheus), the HTTP caching conformance suite against its recorded floor, the deployment
+# file checks, and smoke runs of the load and offload benchmarks. Installs what a fresh machine lacks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
 export RUST_BACKTRACE=0
+echo "== unit and integration tests"
 cargo test --all-targets
+echo "== conformance (http-cache-tests)"
+scripts/conformance.sh
+echo "== deployment files"
+scripts/check-deploy.sh
+echo "== load benchmark, smoke mode (checks the script runs; no timing is judged)"
+scripts/bench.sh --smoke --out "$(mktemp -d)/benchmarks.md"
+echo "== origin-offload replay, smoke mode"
+scripts/offload.sh --smoke --no-build

@@ -127,6 +127,21 @@ def worker(base, items, rate, deadline, timeout, total):
     total.add(st)
 
 
+def ideal_origin_requests(items, rate):
+    """Origin requests of an ideal shared cache that honours max-age (60 s for even-numbered
+    URLs, 10 s for odd ones, as scripts/offload.sh's origin sends), request i at i / rate."""
+    if rate <= 0:
+        return None
+    fetched, n = {}, 0
+    for i, (_, url) in enumerate(items):
+        t = i / rate
+        life = 10 if int(url.rsplit("/", 1)[1]) % 2 else 60
+        if url not in fetched or t - fetched[url] >= life:
+            fetched[url] = t
+            n += 1
+    return n
+
+
 def replay(args):
     items = workload(args)
     per_thread = [[] for _ in range(args.threads)]
@@ -149,6 +164,7 @@ def replay(args):
         "requests": total.requests,
         "planned": len(items),
         "distinct_urls": len({u for _, u in items}),
+        "ideal_origin_requests": ideal_origin_requests(items, args.rate),
         "conditional_requests": total.conditional,
         "status": {str(k): v for k, v in sorted(total.status.items())},
         "n304": total.status.get(304, 0),

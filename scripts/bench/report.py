@@ -4,7 +4,8 @@
 Usage: report.py --results results.tsv --meta meta.tsv --out FILE
 
 results.tsv (one line per wrk run): scenario, row, size, run, mode (main|count), requests,
-duration_us, bytes, p50_us, p99_us, errors, n200, n304, nother, max RSS KiB.
+duration_us, bytes, p50_us, p99_us, errors, n200, n304, nother, max RSS KiB, and the share of
+the machine's CPU time that other processes used during the run (percent).
 meta.tsv: key, value (machine, date, version, wrk, runs, duration, warning, check, ...).
 """
 import argparse
@@ -28,6 +29,7 @@ SCEN = {
     "S5": "S5 no validators at origin, client revalidates",
 }
 SIZES = ["1k", "16k", "256k"]
+NOISY = 5.0  # percent of the machine's CPU used by other processes during a run
 SIZE_LABEL = {"1k": "1 KiB", "16k": "16 KiB", "256k": "256 KiB"}
 
 
@@ -40,8 +42,9 @@ def load(results):
             continue
         scen, row, size, run, mode = f[:5]
         req, dur, byt, p50, p99, err, n200, n304, noth, rss = (float(x or 0) for x in f[5:15])
+        other = float(f[15]) if len(f) > 15 and f[15] else 0.0
         rec = dict(rps=req / (dur / 1e6) if dur else 0.0, p50=p50 / 1000, p99=p99 / 1000,
-                   bpr=byt / req if req else 0.0, err=err, rss=rss, req=req)
+                   bpr=byt / req if req else 0.0, err=err, rss=rss, req=req, other=other)
         if mode == "main":
             main[(scen, row, size)].append(rec)
         elif mode == "count":
@@ -55,6 +58,8 @@ def load(results):
             bpr=statistics.median(r["bpr"] for r in runs),
             rss=max(r["rss"] for r in runs),
             err=sum(r["err"] for r in runs),
+            other=statistics.median(r["other"] for r in runs),
+            other_max=max(r["other"] for r in runs),
             n=len(runs),
         )
     return agg, count
@@ -94,13 +99,15 @@ def build(agg, count, meta):
     md.append("")
 
     # Full table.
-    head = ["system", "scenario", "body", "req/s", "p50 ms", "p99 ms", "max RSS", "errors"]
+    head = ["system", "scenario", "body", "req/s", "p50 ms", "p99 ms", "max RSS", "errors", "other CPU"]
     md.append("## All results\n")
     md.append("Medians over the runs; RSS is the largest resident set (the server's whole process "
-              "tree) sampled every 0.5 s during the measured runs.\n")
+              "tree) sampled every 0.5 s during the measured runs; other CPU is the median share "
+              "of the machine's CPU time used by processes outside the benchmark during a run "
+              "(0% on a quiet machine).\n")
     md.append("| " + " | ".join(head) + " |")
     md.append("|" + "---|" * len(head))
-    widths = [28, 48, 8, 10, 8, 8, 9, 6]
+    widths = [28, 48, 8, 10, 8, 8, 9, 6, 9]
     txt.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
     for scen in SCEN:
         for size in sizes_of(agg, scen):
@@ -109,7 +116,8 @@ def build(agg, count, meta):
                 if not a:
                     continue
                 cells = [NAMES[row], SCEN[scen], SIZE_LABEL[size], f"{a['rps']:.0f}",
-                         f"{a['p50']:.2f}", f"{a['p99']:.2f}", mib(a["rss"]), f"{a['err']:.0f}"]
+                         f"{a['p50']:.2f}", f"{a['p99']:.2f}", mib(a["rss"]), f"{a['err']:.0f}",
+                         f"{a['other']:.0f}%"]
                 md.append("| " + " | ".join(cells) + " |")
                 txt.append("  ".join(c.ljust(w) for c, w in zip(cells, widths)))
     md.append("")
@@ -222,6 +230,13 @@ METHOD = """## Method
 - **Checks**: before measuring, each system's answer is checked with curl (status; for caches
   that hits and 304s do not reach the origin, read from the origin's `stub_status` counter;
   that pass-through does). They are listed at the end.
+- **Interference**: for every run the script computes how much of the machine's CPU time
+  went to processes outside the benchmark (`/proc/stat` minus the server, the origin, wrk and
+  the script; 0% on a quiet machine). A run where that share exceeds 5% is measured again
+  after the other runs of its scenario and body size (bursts of foreign work often pass by
+  then), at most twice more and within a budget for the whole benchmark; the quietest attempt
+  counts. This run repeated {retried} run(s);
+  the "other CPU" column shows what remained.
 - **RSS**: VmRSS of the server process and its children (nginx master and worker, Varnish
   manager and child), the max of samples every 0.5 s during the measured runs. nginx
   proxy_cache keeps cached bodies in tmpfs files (page cache, not its RSS) and ATS keeps them in
@@ -245,6 +260,13 @@ def main():
     def one(k, d=""):
         return meta[k][0] if meta.get(k) else d
 
+    noisy = sorted((v["other"], k) for k, v in agg.items() if v["other"] > NOISY)
+    if noisy:
+        meta["warning"].append(
+            f"in {len(noisy)} of {len(agg)} measurements other processes used more than "
+            f"{NOISY:.0f}% of the machine's CPU in the median run (worst: {noisy[-1][0]:.0f}%, "
+            f"{noisy[-1][1][0]} {NAMES[noisy[-1][1][1]]} {noisy[-1][1][2]}); the medians damp "
+            "this, but compare those rows with care")
     md_body, txt = build(agg, count, meta)
     doc = ["# Benchmarks: etagate beside nginx, Varnish and Apache Traffic Server", ""]
     doc.append("Generated by `scripts/bench.sh`; do not edit by hand (rerun it).\n")
@@ -256,7 +278,8 @@ def main():
     doc.append("")
     doc += md_body
     doc.append(METHOD.format(command=one("command").strip(), elapsed=one("elapsed"),
-                             runs=one("runs"), duration=one("duration"), wrk=one("wrk")))
+                             runs=one("runs"), duration=one("duration"), wrk=one("wrk"),
+                             retried=one("retried", "0")))
     warnings = meta.get("warning", [])
     doc.append("## Warnings\n")
     doc += [f"- {w}" for w in warnings] or ["None."]

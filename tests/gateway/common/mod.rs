@@ -13,12 +13,31 @@ use std::time::{Duration, Instant};
 #[allow(unused_imports)]
 pub use origin::{Origin, Reply, Seen};
 
-/// A free loopback port (bound and released; the gateway binds it right after).
+/// A free loopback port for a process the harness starts.
+///
+/// Taken from below the kernel's ephemeral range (32768+ on Linux) and handed out once per
+/// test process: a port merely bound and released in the ephemeral range can be given to
+/// another test's origin or outgoing connection before the gateway binds it, which made
+/// parallel tests fail now and then with "Address already in use".
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    // Spread concurrent test processes over the span so they do not probe the same ports.
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id() % 97) * 120,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN)
 }
 
 pub fn etagate_bin() -> &'static str {
