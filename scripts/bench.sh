@@ -19,6 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+. scripts/lib/common.sh
 
 command_line="scripts/bench.sh${*:+ $*}"
 runs=5; duration=10s; smoke=0; build=1; out=""; keep=0
@@ -82,16 +83,7 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   [ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null || true
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-  for _ in $(seq 1 50); do
-    local alive=0
-    for pid in "${PIDS[@]}"; do kill -0 -- "-$pid" 2>/dev/null && alive=1; done
-    [ "$alive" = 0 ] && break
-    sleep 0.1
-  done
-  for pid in "${PIDS[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  stop_groups "${PIDS[@]}"
   if [ "$keep" = 1 ]; then echo "bench: work directory kept: $WORK"; else rm -rf "$WORK"; fi
   exit "$rc"
 }
@@ -109,16 +101,6 @@ start_server() {
   PIDS+=("$LAST_PID")
 }
 
-free_ports() {
-  python3 - "$1" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks: s.close()
-PY
-}
 read -r P_ORIGIN P_CEIL P_ETAGATE P_ADMIN P_NGINX P_VARNISH P_ATS <<<"$(free_ports 7)"
 
 meta="$WORK/meta.tsv"; results="$WORK/results.tsv"; : >"$meta"; : >"$results"

@@ -20,8 +20,8 @@ done
 cargo build "${cargo_flags[@]}" --bin etagate >/dev/null
 bin="target/$profile/etagate"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-proxy_port=$(free_port); origin_port=$(free_port); admin_port=$(free_port)
+. scripts/lib/common.sh
+read -r proxy_port origin_port admin_port <<<"$(free_ports 3)"
 work=$(mktemp -d)
 trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 

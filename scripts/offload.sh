@@ -12,6 +12,7 @@
 # Everything listens on 127.0.0.1; each replay stops by itself after 110 s at most.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/common.sh
 ROOT=$PWD
 
 requests=50000; rate=1000; urls=10000; clients=200; threads=8; zipf=1.0
@@ -47,16 +48,7 @@ declare -a PIDS=()
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-  for _ in $(seq 1 50); do
-    local alive=0
-    for pid in "${PIDS[@]}"; do kill -0 -- "-$pid" 2>/dev/null && alive=1; done
-    [ "$alive" = 0 ] && break
-    sleep 0.1
-  done
-  for pid in "${PIDS[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  stop_groups "${PIDS[@]}"
   rm -rf "$WORK"
   exit "$rc"
 }
@@ -77,11 +69,7 @@ wait_http() {
   done
   return 1
 }
-read -r P_ORIGIN P_ETAGATE P_ADMIN <<<"$(python3 -c '
-import socket
-s=[socket.socket() for _ in range(3)]
-[x.bind(("127.0.0.1",0)) for x in s]
-print(" ".join(str(x.getsockname()[1]) for x in s))')"
+read -r P_ORIGIN P_ETAGATE P_ADMIN <<<"$(free_ports 3)"
 
 echo "offload: generating $urls files of 1-20 KiB"
 gen=$(python3 scripts/bench/offload.py gen "$WORK/www" --urls "$urls")

@@ -120,18 +120,7 @@ impl Entry {
     /// A pingora `CacheMeta` describing this entry (for pingora's own lookup path).
     pub fn to_meta(&self) -> CacheMeta {
         let f = &self.freshness;
-        let fresh_until = if f.no_cache {
-            f.response_time
-        } else {
-            f.fresh_until()
-        };
-        let mut meta = CacheMeta::new(
-            fresh_until,
-            self.created,
-            f.stale_while_revalidate.as_secs().min(u32::MAX as u64) as u32,
-            f.stale_if_error.as_secs().min(u32::MAX as u64) as u32,
-            self.header.clone(),
-        );
+        let mut meta = new_meta(f, self.created, self.header.clone());
         if let Some(v) = self.variance {
             meta.set_variance(v);
         }
@@ -148,4 +137,21 @@ impl Entry {
         });
         meta
     }
+}
+
+/// A pingora `CacheMeta` with the freshness windows of `f`. A `no-cache` response is stale from
+/// the start, so every use goes through revalidation.
+pub fn new_meta(f: &Freshness, created: SystemTime, header: ResponseHeader) -> CacheMeta {
+    let fresh_until = if f.no_cache {
+        f.response_time
+    } else {
+        f.fresh_until()
+    };
+    CacheMeta::new(
+        fresh_until,
+        created,
+        f.stale_while_revalidate.as_secs().min(u32::MAX as u64) as u32,
+        f.stale_if_error.as_secs().min(u32::MAX as u64) as u32,
+        header,
+    )
 }

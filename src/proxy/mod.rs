@@ -127,17 +127,21 @@ fn is_safe(m: &Method) -> bool {
     )
 }
 
+/// The request fields that make a request conditional or partial; the outer request evaluates
+/// them, so the inner fetch goes without them.
+const CONDITIONAL_FIELDS: [http::HeaderName; 6] = [
+    IF_MATCH,
+    IF_NONE_MATCH,
+    IF_MODIFIED_SINCE,
+    IF_UNMODIFIED_SINCE,
+    IF_RANGE,
+    RANGE,
+];
+
 fn is_conditional(req: &RequestHeader) -> bool {
-    [
-        IF_MATCH,
-        IF_NONE_MATCH,
-        IF_MODIFIED_SINCE,
-        IF_UNMODIFIED_SINCE,
-        IF_RANGE,
-        RANGE,
-    ]
-    .iter()
-    .any(|h| req.headers.contains_key(h))
+    CONDITIONAL_FIELDS
+        .iter()
+        .any(|h| req.headers.contains_key(h))
 }
 
 /// A small plain-text response written by etagate itself.
@@ -183,15 +187,8 @@ impl Gateway {
         if req.method == Method::HEAD {
             req.set_method(Method::GET);
         }
-        for h in [
-            IF_MATCH,
-            IF_NONE_MATCH,
-            IF_MODIFIED_SINCE,
-            IF_UNMODIFIED_SINCE,
-            IF_RANGE,
-            RANGE,
-        ] {
-            req.remove_header(&h);
+        for h in &CONDITIONAL_FIELDS {
+            req.remove_header(h);
         }
         ctx.request_directives = RequestDirectives::parse(req.headers.get_all(CACHE_CONTROL));
     }

@@ -2,7 +2,7 @@
 //! header, and the invalidations an unsafe request causes.
 
 use super::ctx::RequestCtx;
-use crate::cache::entry::FillPolicy;
+use crate::cache::entry::{new_meta, FillPolicy};
 use crate::cache::key::PrimaryKey;
 use crate::http::freshness::{assess, Exchange, NotStored, StorePolicy};
 use crate::http::headers::{merge_not_modified, strip_hop_by_hop};
@@ -25,19 +25,7 @@ fn exchange(ctx: &RequestCtx) -> Exchange {
 }
 
 fn meta_for(header: ResponseHeader, policy: FillPolicy) -> CacheMeta {
-    let f = &policy.freshness;
-    let fresh_until = if f.no_cache {
-        f.response_time
-    } else {
-        f.fresh_until()
-    };
-    let mut meta = CacheMeta::new(
-        fresh_until,
-        SystemTime::now(),
-        f.stale_while_revalidate.as_secs().min(u32::MAX as u64) as u32,
-        f.stale_if_error.as_secs().min(u32::MAX as u64) as u32,
-        header,
-    );
+    let mut meta = new_meta(&policy.freshness, SystemTime::now(), header);
     meta.extensions_mut().insert(policy);
     meta
 }
