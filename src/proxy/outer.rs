@@ -13,7 +13,9 @@
 //! subrequest at all: hits pay for neither the channel hop nor the hashing.
 
 use super::ctx::{EtagSource, Fwd, InnerPlan, InnerReport, RequestCtx};
-use super::respond::{decide, send_complete, slice_chunks, Decision, Origin};
+use super::respond::{
+    decide, precondition_decision, send_complete, slice_chunks, Decision, Origin,
+};
 use crate::cache::entry::Entry;
 use crate::cache::storage::MemStore;
 use crate::http::cache_status::CacheStatus;
@@ -146,8 +148,6 @@ pub async fn serve_stored(
     how: StoredUse,
 ) -> Result<()> {
     let now = SystemTime::now();
-    let mut header = entry.header.clone();
-    header.insert_header(AGE, entry.freshness.age_header(now))?;
     let ttl = Some(entry.freshness.ttl_secs(now));
     let mut status = match how {
         StoredUse::Hit => CacheStatus {
@@ -169,14 +169,36 @@ pub async fn serve_stored(
             ..Default::default()
         },
     };
-    let body = entry.body.clone();
     // A response stored without an ETag (before the route enabled them) gets one now, once:
     // the tagged copy replaces the stored one.
-    let wants_tag = ctx.route.as_ref().is_some_and(|r| {
-        r.etag
-            .applies_to(header.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()))
-    });
-    if wants_tag && header.status.as_u16() == 200 && !header.headers.contains_key(ETAG) {
+    let stored = &entry.header;
+    let tag_now = stored.status.as_u16() == 200
+        && !stored.headers.contains_key(ETAG)
+        && ctx.route.as_ref().is_some_and(|r| {
+            r.etag
+                .applies_to(stored.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()))
+        });
+    let len = entry.body.len();
+    if !tag_now {
+        // A 304 or 412 is built from the stored header itself, without copying it first.
+        if let Some(mut decision) =
+            precondition_decision(session.req_header(), stored, Origin::Stored)?
+        {
+            ctx.etag_source = etag_source(stored, entry.etag_computed);
+            if let Decision::NotModified(h) = &mut decision {
+                h.insert_header(AGE, entry.freshness.age_header(now))?;
+                add_debug_headers(h, ctx, &mut status, true)?;
+            }
+            let delivery = send_complete(session, decision, &[]).await?;
+            record_delivery(ctx, delivery.status, 0, Some(len), true);
+            ctx.cache_outcome = Some(outcome_of(how));
+            return Ok(());
+        }
+    }
+    let mut header = stored.clone();
+    header.insert_header(AGE, entry.freshness.age_header(now))?;
+    let body = entry.body.clone();
+    if tag_now {
         let tag = content_etag(&blake3::hash(&entry.body));
         let mut tagged = entry.header.clone();
         tagged.insert_header(ETAG, tag.as_str())?;
@@ -194,22 +216,29 @@ pub async fn serve_stored(
             store.insert(k.hash, replacement);
         }
     }
-    ctx.etag_source = match (header.headers.contains_key(ETAG), entry.etag_computed) {
-        (false, _) => EtagSource::None,
-        (true, true) => EtagSource::Stored,
-        (true, false) => EtagSource::Origin,
-    };
+    ctx.etag_source = etag_source(&header, entry.etag_computed);
     add_debug_headers(&mut header, ctx, &mut status, true)?;
-    let len = body.len();
     let decision = decide(session.req_header(), header, Some(len), Origin::Stored)?;
     let delivery = send_complete(session, decision, &[body]).await?;
     record_delivery(ctx, delivery.status, delivery.body_bytes, Some(len), true);
-    ctx.cache_outcome = Some(match how {
+    ctx.cache_outcome = Some(outcome_of(how));
+    Ok(())
+}
+
+fn etag_source(header: &ResponseHeader, computed: bool) -> EtagSource {
+    match (header.headers.contains_key(ETAG), computed) {
+        (false, _) => EtagSource::None,
+        (true, true) => EtagSource::Stored,
+        (true, false) => EtagSource::Origin,
+    }
+}
+
+fn outcome_of(how: StoredUse) -> CacheOutcome {
+    match how {
         StoredUse::Hit => CacheOutcome::Hit,
         StoredUse::WhileRevalidating => CacheOutcome::StaleWhileRevalidate,
         StoredUse::OnError(_) => CacheOutcome::Stale,
-    });
-    Ok(())
+    }
 }
 
 /// Whether a stored response may answer this request without the origin, and how.

@@ -64,6 +64,38 @@ pub enum Origin {
     Stored,
 }
 
+/// The 304 or 412 that `req`'s preconditions call for against `header`, if any (RFC 9110
+/// section 13.2.2; ranges are decided later).
+pub fn precondition_decision(
+    req: &RequestHeader,
+    header: &ResponseHeader,
+    from: Origin,
+) -> Result<Option<Decision>> {
+    let conditional = [
+        IF_MATCH,
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        IF_UNMODIFIED_SINCE,
+    ]
+    .iter()
+    .any(|h| req.headers.contains_key(h));
+    if !conditional || !(200..300).contains(&header.status.as_u16()) {
+        return Ok(None);
+    }
+    let v = match from {
+        Origin::Fetched => Validators::of(&header.headers),
+        Origin::Stored => Validators::of_stored(&header.headers),
+    };
+    Ok(match evaluate(&req.method, &req.headers, &v) {
+        Outcome::NotModified => Some(Decision::NotModified(Box::new(not_modified_from(
+            header,
+            from == Origin::Fetched,
+        )?))),
+        Outcome::PreconditionFailed => Some(Decision::PreconditionFailed(empty(412)?)),
+        Outcome::Proceed => None,
+    })
+}
+
 /// Decide the answer to `req` from the full response `header` whose body has `full_len`
 /// bytes (`None`: unknown, still streaming).
 pub fn decide(
@@ -74,30 +106,8 @@ pub fn decide(
 ) -> Result<Decision> {
     let status = header.status.as_u16();
     let head_only = req.method == Method::HEAD;
-    let fresh_from_origin = from == Origin::Fetched;
-    let conditional = [
-        IF_MATCH,
-        IF_NONE_MATCH,
-        IF_MODIFIED_SINCE,
-        IF_UNMODIFIED_SINCE,
-    ]
-    .iter()
-    .any(|h| req.headers.contains_key(h));
-    if conditional && (200..300).contains(&status) {
-        let v = match from {
-            Origin::Fetched => Validators::of(&header.headers),
-            Origin::Stored => Validators::of_stored(&header.headers),
-        };
-        match evaluate(&req.method, &req.headers, &v) {
-            Outcome::NotModified => {
-                return Ok(Decision::NotModified(Box::new(not_modified_from(
-                    &header,
-                    fresh_from_origin,
-                )?)))
-            }
-            Outcome::PreconditionFailed => return Ok(Decision::PreconditionFailed(empty(412)?)),
-            Outcome::Proceed => {}
-        }
+    if let Some(d) = precondition_decision(req, &header, from)? {
+        return Ok(d);
     }
     let mut range = None;
     if status == 200 && req.method == Method::GET {
