@@ -122,17 +122,7 @@ fn stored_lookup(c: &mut Criterion) {
     let mut g = c.benchmark_group("storage");
     g.throughput(Throughput::Elements(1));
     let store = MemStore::new(64 << 20, 1 << 20);
-    let f = Freshness {
-        lifetime: Duration::from_secs(3600),
-        initial_age: Duration::ZERO,
-        response_time: SystemTime::now(),
-        no_cache: false,
-        forbids_stale: false,
-        immutable: false,
-        stale_while_revalidate: Duration::ZERO,
-        stale_if_error: Duration::ZERO,
-        heuristic: false,
-    };
+    let f = Freshness::plain(Duration::from_secs(3600), SystemTime::now());
     let keys: Vec<PrimaryKey> = (0..1000)
         .map(|i| PrimaryKey::new("http", "example.com", &format!("/item/{i}")))
         .collect();

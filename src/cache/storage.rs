@@ -546,17 +546,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     fn fresh() -> Freshness {
-        Freshness {
-            lifetime: Duration::from_secs(60),
-            initial_age: Duration::ZERO,
-            response_time: SystemTime::now(),
-            no_cache: false,
-            forbids_stale: false,
-            immutable: false,
-            stale_while_revalidate: Duration::ZERO,
-            stale_if_error: Duration::ZERO,
-            heuristic: false,
-        }
+        Freshness::plain(Duration::from_secs(60), SystemTime::now())
     }
 
     fn entry(

@@ -61,6 +61,21 @@ pub struct Freshness {
 }
 
 impl Freshness {
+    /// Fresh for `lifetime` from `response_time`, with no directives and no incoming `Age`.
+    pub fn plain(lifetime: Duration, response_time: SystemTime) -> Freshness {
+        Freshness {
+            lifetime,
+            initial_age: Duration::ZERO,
+            response_time,
+            no_cache: false,
+            forbids_stale: false,
+            immutable: false,
+            stale_while_revalidate: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
+            heuristic: false,
+        }
+    }
+
     /// RFC 9111 §4.2.3 `current_age`.
     pub fn current_age(&self, now: SystemTime) -> Duration {
         let resident = now.duration_since(self.response_time).unwrap_or_default();
@@ -688,17 +703,7 @@ mod tests {
     }
 
     fn fresh_for(secs: u64) -> Freshness {
-        Freshness {
-            lifetime: Duration::from_secs(secs),
-            initial_age: Duration::ZERO,
-            response_time: now(),
-            no_cache: false,
-            forbids_stale: false,
-            immutable: false,
-            stale_while_revalidate: Duration::ZERO,
-            stale_if_error: Duration::ZERO,
-            heuristic: false,
-        }
+        Freshness::plain(Duration::from_secs(secs), now())
     }
 
     #[test]

@@ -14,7 +14,8 @@
 
 use super::ctx::{EtagSource, Fwd, InnerPlan, InnerReport, RequestCtx};
 use super::respond::{
-    decide, precondition_decision, send_complete, slice_chunks, Decision, Origin,
+    decide, decide_unconditionally, precondition_decision, send_complete, slice_chunks, Decision,
+    Origin,
 };
 use crate::cache::entry::Entry;
 use crate::cache::storage::MemStore;
@@ -171,55 +172,52 @@ pub async fn serve_stored(
     };
     // A response stored without an ETag (before the route enabled them) gets one now, once:
     // the tagged copy replaces the stored one.
-    let stored = &entry.header;
-    let tag_now = stored.status.as_u16() == 200
-        && !stored.headers.contains_key(ETAG)
+    let len = entry.body.len();
+    let mut tagged = None;
+    let untagged = entry.header.status.as_u16() == 200
+        && !entry.header.headers.contains_key(ETAG)
         && ctx.route.as_ref().is_some_and(|r| {
             r.etag
-                .applies_to(stored.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()))
+                .applies_to(entry.header.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()))
         });
-    let len = entry.body.len();
-    if !tag_now {
-        // A 304 or 412 is built from the stored header itself, without copying it first.
-        if let Some(mut decision) =
-            precondition_decision(session.req_header(), stored, Origin::Stored)?
-        {
-            ctx.etag_source = etag_source(stored, entry.etag_computed);
-            if let Decision::NotModified(h) = &mut decision {
-                h.insert_header(AGE, entry.freshness.age_header(now))?;
-                add_debug_headers(h, ctx, &mut status, true)?;
-            }
-            let delivery = send_complete(session, decision, &[]).await?;
-            record_delivery(ctx, delivery.status, 0, Some(len), true);
-            ctx.cache_outcome = Some(outcome_of(how));
-            return Ok(());
-        }
-    }
-    let mut header = stored.clone();
-    header.insert_header(AGE, entry.freshness.age_header(now))?;
-    let body = entry.body.clone();
-    if tag_now {
-        let tag = content_etag(&blake3::hash(&entry.body));
-        let mut tagged = entry.header.clone();
-        tagged.insert_header(ETAG, tag.as_str())?;
-        header.insert_header(ETAG, tag)?;
+    if untagged {
+        let mut h = entry.header.clone();
+        h.insert_header(ETAG, content_etag(&blake3::hash(&entry.body)))?;
         if let Some(k) = ctx.key.as_ref() {
-            let replacement = Arc::new(Entry::new(
-                entry.id,
-                tagged,
-                entry.body.clone(),
-                entry.freshness,
-                entry.variance,
-                entry.vary.clone(),
-                true,
-            ));
-            store.insert(k.hash, replacement);
+            store.insert(
+                k.hash,
+                Arc::new(Entry::new(
+                    entry.id,
+                    h.clone(),
+                    entry.body.clone(),
+                    entry.freshness,
+                    entry.variance,
+                    entry.vary.clone(),
+                    true,
+                )),
+            );
         }
+        tagged = Some(h);
     }
-    ctx.etag_source = etag_source(&header, entry.etag_computed);
+    let stored = tagged.as_ref().unwrap_or(&entry.header);
+    ctx.etag_source = etag_source(stored, entry.etag_computed);
+    // A 304 or 412 is built from the stored header itself, without copying it first.
+    if let Some(mut decision) = precondition_decision(session.req_header(), stored, Origin::Stored)?
+    {
+        if let Decision::NotModified(h) = &mut decision {
+            h.insert_header(AGE, entry.freshness.age_header(now))?;
+            add_debug_headers(h, ctx, &mut status, true)?;
+        }
+        let delivery = send_complete(session, decision, &[]).await?;
+        record_delivery(ctx, delivery.status, 0, Some(len), true);
+        ctx.cache_outcome = Some(outcome_of(how));
+        return Ok(());
+    }
+    let mut header = tagged.unwrap_or_else(|| entry.header.clone());
+    header.insert_header(AGE, entry.freshness.age_header(now))?;
     add_debug_headers(&mut header, ctx, &mut status, true)?;
-    let decision = decide(session.req_header(), header, Some(len), Origin::Stored)?;
-    let delivery = send_complete(session, decision, &[body]).await?;
+    let decision = decide_unconditionally(session.req_header(), header, Some(len))?;
+    let delivery = send_complete(session, decision, std::slice::from_ref(&entry.body)).await?;
     record_delivery(ctx, delivery.status, delivery.body_bytes, Some(len), true);
     ctx.cache_outcome = Some(outcome_of(how));
     Ok(())

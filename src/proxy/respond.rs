@@ -100,15 +100,25 @@ pub fn precondition_decision(
 /// bytes (`None`: unknown, still streaming).
 pub fn decide(
     req: &RequestHeader,
-    mut header: ResponseHeader,
+    header: ResponseHeader,
     full_len: Option<usize>,
     from: Origin,
 ) -> Result<Decision> {
+    match precondition_decision(req, &header, from)? {
+        Some(d) => Ok(d),
+        None => decide_unconditionally(req, header, full_len),
+    }
+}
+
+/// The rest of [`decide`], once the preconditions (if any) let the request proceed: range,
+/// HEAD and framing.
+pub fn decide_unconditionally(
+    req: &RequestHeader,
+    mut header: ResponseHeader,
+    full_len: Option<usize>,
+) -> Result<Decision> {
     let status = header.status.as_u16();
     let head_only = req.method == Method::HEAD;
-    if let Some(d) = precondition_decision(req, &header, from)? {
-        return Ok(d);
-    }
     let mut range = None;
     if status == 200 && req.method == Method::GET {
         if let (Some(r), Some(len)) = (req.headers.get(RANGE), full_len) {

@@ -447,6 +447,48 @@ async fn a_route_can_turn_content_etags_off() {
 }
 
 #[tokio::test]
+async fn a_response_stored_before_etags_were_enabled_gets_its_tag_from_the_cache() {
+    let o = Origin::fixed(
+        "stored untagged",
+        &[
+            ("cache-control", "max-age=600"),
+            ("content-type", "text/plain"),
+        ],
+    )
+    .await;
+    let gw = Gateway::single(&o, "    etag: { enabled: false }\n", "").await;
+    let http = client();
+    let first = http.get(gw.url("/u")).send().await.expect("fill");
+    assert!(etag_of(&first).is_none());
+    let config = std::fs::read_to_string(&gw.config_path).expect("config");
+    gw.write_config(&config.replace("    etag: { enabled: false }\n", ""));
+    let r = http
+        .post(gw.admin_url("/reload"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+
+    let hit = http.get(gw.url("/u")).send().await.expect("hit");
+    let tag = etag_of(&hit).expect("tagged on the hit");
+    assert_eq!(
+        tag,
+        content_etag(b"stored untagged"),
+        "the stored body's tag"
+    );
+    let not_modified = http
+        .get(gw.url("/u"))
+        .header("if-none-match", &tag)
+        .send()
+        .await
+        .expect("conditional");
+    assert_eq!(not_modified.status(), 304);
+    assert_eq!(etag_of(&not_modified).as_deref(), Some(tag.as_str()));
+    assert_eq!(o.hits(), 1, "both answered from the cache");
+}
+
+#[tokio::test]
 async fn if_range_with_a_strong_match_gives_206_and_anything_else_the_full_200() {
     let o = Origin::fixed("0123456789", &[("cache-control", "max-age=300")]).await;
     let gw = Gateway::single(&o, "", "").await;

@@ -14,17 +14,6 @@ fn tool(name: &str) -> String {
     path
 }
 
-async fn scrape(gw: &Gateway) -> String {
-    client()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text")
-}
-
 #[tokio::test]
 async fn counters_match_a_known_sequence_of_requests_exactly() {
     let o = Origin::start(|s| match s.uri.as_str() {
@@ -157,7 +146,7 @@ async fn promtool_accepts_a_live_scrape() {
     for _ in 0..3 {
         http.get(gw.url("/p")).send().await.expect("request");
     }
-    let text = scrape(&gw).await;
+    let text = gw.scrape().await;
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -315,7 +304,7 @@ async fn the_metrics_reference_lists_exactly_the_exported_metrics() {
     documented.dedup();
     let o = Origin::fixed("x", &[]).await;
     let gw = Gateway::single(&o, "", "").await;
-    let text = scrape(&gw).await;
+    let text = gw.scrape().await;
     let types: Vec<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

@@ -246,17 +246,21 @@ impl Gateway {
         self.dir.path()
     }
 
-    /// The metric's value in a scrape, summed over series matching all `labels`.
-    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let text = client()
+    /// The text of `GET /metrics` on the admin listener.
+    pub async fn scrape(&self) -> String {
+        client()
             .get(self.admin_url("/metrics"))
             .send()
             .await
             .expect("scrape")
             .text()
             .await
-            .expect("metrics text");
-        metric_value(&text, name, labels)
+            .expect("metrics text")
+    }
+
+    /// The metric's value in a scrape, summed over series matching all `labels`.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric_value(&self.scrape().await, name, labels)
     }
 }
 
