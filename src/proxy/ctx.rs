@@ -132,6 +132,8 @@ pub struct RequestCtx {
     pub origin_wait: Option<Duration>,
     /// Origin attempts so far (a refused connection retries another server).
     pub origin_tries: usize,
+    /// Failures on pooled origin connections so far (see `Gateway::error_while_proxy`).
+    pub stale_connection_failures: usize,
     pub cache_outcome: Option<CacheOutcome>,
     pub etag_source: EtagSource,
     /// Status sent to the client (also set when etagate wrote the response itself).
@@ -157,6 +159,7 @@ impl RequestCtx {
             origin_sent_at: None,
             origin_wait: None,
             origin_tries: 0,
+            stale_connection_failures: 0,
             cache_outcome: None,
             etag_source: EtagSource::None,
             status: 0,

@@ -77,6 +77,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+/// Retries after a failure on a pooled origin connection: enough to get past connections the
+/// origin closed while they sat idle, too few to hammer an origin that drops the request itself.
+const STALE_CONNECTION_RETRIES: usize = 2;
+
 pub struct Gateway {
     live: Arc<LiveConfig>,
     access_log: AccessLogger,
@@ -521,6 +525,32 @@ impl ProxyHttp for Gateway {
         e
     }
 
+    /// A request that failed on a pooled origin connection is tried again (Pingora's rule:
+    /// idempotent methods with a replayable body), but only [`STALE_CONNECTION_RETRIES`]
+    /// times. Pingora's own bound is 16, and a request that makes the origin drop every
+    /// connection it arrives on would reach the origin 16 times for one client request.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let replayable = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated();
+        if client_reused {
+            ctx.stale_connection_failures += 1;
+        }
+        if replayable && ctx.stale_connection_failures <= STALE_CONNECTION_RETRIES {
+            e.retry.decide_reuse(client_reused);
+        } else {
+            e.set_retry(false);
+        }
+        e
+    }
+
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
@@ -691,6 +721,13 @@ impl ProxyHttp for Gateway {
             };
             if respond_text(session, code, &reason, ctx).await.is_err() {
                 ctx.status = code;
+            }
+            if session.subrequest_ctx.is_some() {
+                // Pingora does not finish the downstream of a failed request, and an inner
+                // subrequest's response only ends when finished: unfinished, the outer would
+                // take this complete 502/504 for a cut-off one and drop the client's connection
+                // after relaying it.
+                let _ = session.finish_body().await;
             }
         } else {
             ctx.status = code;
