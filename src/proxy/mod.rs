@@ -760,12 +760,13 @@ impl ProxyHttp for Gateway {
             Some(route) => &route.metrics,
             None => &*crate::metrics::UNROUTED,
         };
-        m.request(ctx.status);
         m.duration.observe(total.as_secs_f64());
         m.body_bytes.inc_by(ctx.body_bytes);
         if let Some(o) = ctx.cache_outcome {
             m.cache(o);
         }
+        // Last, so a scrape that sees the request counted sees all of its other counts too.
+        m.request(ctx.status);
         if !self.access_log.enabled() {
             return;
         }

@@ -246,8 +246,27 @@ impl Gateway {
         self.dir.path()
     }
 
-    /// The text of `GET /metrics` on the admin listener.
+    /// The text of `GET /metrics` on the admin listener, once the counters have settled.
+    ///
+    /// etagate counts a request just after writing its response (the request total last), so
+    /// a client can hold the response before it is counted. Scraping until two scrapes 50 ms
+    /// apart agree on `etagate_requests_total` makes the counts match what the client saw.
     pub async fn scrape(&self) -> String {
+        let mut last = self.scrape_once().await;
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let next = self.scrape_once().await;
+            let settled = metric_value(&next, "etagate_requests_total", &[])
+                == metric_value(&last, "etagate_requests_total", &[]);
+            last = next;
+            if settled {
+                break;
+            }
+        }
+        last
+    }
+
+    async fn scrape_once(&self) -> String {
         client()
             .get(self.admin_url("/metrics"))
             .send()
