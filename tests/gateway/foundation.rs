@@ -115,13 +115,18 @@ async fn a_refused_server_is_skipped_for_the_next_one() {
     }
 }
 
-#[tokio::test]
-async fn an_unreachable_upstream_gives_502_with_a_short_body_and_a_log_line() {
+/// A gateway whose only route points at a port nothing listens on.
+async fn gateway_to_a_dead_upstream() -> Gateway {
     let dead = free_port();
-    let gw = Gateway::start(&format!(
+    Gateway::start(&format!(
         "upstreams:\n  gone: {{ servers: [127.0.0.1:{dead}] }}\nroutes:\n  - {{ name: main, upstream: gone }}\n"
     ))
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_gives_502_with_a_short_body_and_a_log_line() {
+    let gw = gateway_to_a_dead_upstream().await;
     let r = client().get(gw.url("/x")).send().await.expect("request");
     assert_eq!(r.status(), 502);
     let body = r.text().await.expect("body");
@@ -137,72 +142,39 @@ async fn a_502_leaves_the_client_connection_usable() {
     // A keep-alive client reuses the connection after an error response that did not say
     // `Connection: close`; a gateway that closes it anyway makes the client's next request
     // fail ("socket hang up").
-    let dead = free_port();
-    let gw = Gateway::start(&format!(
-        "upstreams:\n  gone: {{ servers: [127.0.0.1:{dead}] }}\nroutes:\n  - {{ name: main, upstream: gone }}\n"
-    ))
-    .await;
-    let mut conn = RawConn::open(gw.port).await;
+    let gw = gateway_to_a_dead_upstream().await;
+    let mut conn = SingleConn::open(gw.port).await;
     let first = conn
         .get("/a")
         .await
         .expect("a response to the first request");
-    assert_eq!(first.status, 502);
-    assert_ne!(first.header("connection"), Some("close"));
+    assert_eq!(first.status(), 502);
+    assert_ne!(
+        first.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
     let second = conn
         .get("/b")
         .await
         .expect("the connection a 502 was sent on without `Connection: close` still answers");
-    assert_eq!(second.status, 502);
+    assert_eq!(second.status(), 502);
 }
 
 #[tokio::test]
 async fn a_request_the_origin_drops_reaches_it_at_most_three_times() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    // An origin that answers /ok slowly (so concurrent requests open several connections,
-    // which the gateway then keeps in its pool) and drops the connection on /drop.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let drops = Arc::new(AtomicUsize::new(0));
-    let counted = drops.clone();
-    let origin = tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let counted = counted.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                loop {
-                    let mut chunk = [0u8; 2048];
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                    buf.drain(..end + 4);
-                    if head.starts_with("GET /drop") {
-                        counted.fetch_add(1, Ordering::SeqCst);
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    let reply =
-                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nCache-Control: no-store\r\n\r\nok";
-                    if s.write_all(reply.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
+    // /ok answers slowly, so concurrent requests open several connections, which the gateway
+    // then keeps in its pool; /drop closes the connection unanswered.
+    let o = Origin::start(|s| {
+        if s.uri.starts_with("/drop") {
+            Reply::drop_connection()
+        } else {
+            Reply::ok("ok")
+                .header("cache-control", "no-store")
+                .delay(Duration::from_millis(200))
         }
-    });
-    let gw = Gateway::start(&format!(
-        "upstreams:\n  app: {{ servers: [{addr}] }}\nroutes:\n  - {{ name: main, upstream: app }}\n"
-    ))
+    })
     .await;
+    let gw = Gateway::single(&o, "", "").await;
     let http = client();
     let warm: Vec<_> = (0..5)
         .map(|i| tokio::spawn(http.get(gw.url(&format!("/ok/{i}"))).send()))
@@ -212,12 +184,11 @@ async fn a_request_the_origin_drops_reaches_it_at_most_three_times() {
     }
     let r = http.get(gw.url("/drop")).send().await.expect("request");
     assert_eq!(r.status(), 502);
-    let n = drops.load(Ordering::SeqCst);
+    let n = o.seen().iter().filter(|s| s.uri == "/drop").count();
     assert!(
         (1..=3).contains(&n),
         "the origin saw the dropped request {n} times; retries on pooled connections are bounded at 2"
     );
-    origin.abort();
 }
 
 #[tokio::test]

@@ -340,94 +340,40 @@ pub fn content_etag(body: &[u8]) -> String {
     )
 }
 
-/// One HTTP/1.1 connection to the gateway, driven by hand so a test sees exactly what a
-/// keep-alive client sees (pooling clients hide a closed connection by retrying).
-pub struct RawConn {
-    stream: tokio::net::TcpStream,
-    buf: Vec<u8>,
+/// One HTTP/1.1 connection to the gateway and nothing else: a pooling client would hide a
+/// connection the gateway closed by opening another, a test using this one sees it.
+pub struct SingleConn {
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
 }
 
-/// A response read off a [`RawConn`]: status, lower-cased header lines, body.
-pub struct RawResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl RawResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-impl RawConn {
-    pub async fn open(port: u16) -> RawConn {
+impl SingleConn {
+    pub async fn open(port: u16) -> SingleConn {
         let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .expect("connect to the gateway");
-        RawConn {
-            stream,
-            buf: Vec::new(),
-        }
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .expect("HTTP/1.1 handshake");
+        tokio::spawn(conn);
+        SingleConn { sender }
     }
 
-    /// Send a bodiless GET and read the response (framed by Content-Length); `None` when the
-    /// gateway closed the connection instead of answering.
-    pub async fn get(&mut self, path: &str) -> Option<RawResponse> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let req = format!("GET {path} HTTP/1.1\r\nHost: gateway.test\r\n\r\n");
-        if self.stream.write_all(req.as_bytes()).await.is_err() {
-            return None;
-        }
-        let deadline = Duration::from_secs(10);
-        let head_end = loop {
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            let n = tokio::time::timeout(deadline, self.stream.read(&mut chunk))
-                .await
-                .expect("the gateway answers within 10 s")
-                .unwrap_or(0);
-            if n == 0 {
-                return None;
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8_lossy(&self.buf[..head_end]).to_string();
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|s| s.parse().ok())
-            .expect("a status line");
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
-        let len: usize = headers
-            .iter()
-            .find(|(n, _)| n == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
-            .expect("a Content-Length");
-        while self.buf.len() < head_end + len {
-            let mut chunk = [0u8; 4096];
-            let n = tokio::time::timeout(deadline, self.stream.read(&mut chunk))
-                .await
-                .expect("the gateway sends the body within 10 s")
-                .expect("read the body");
-            assert!(n > 0, "the connection closed inside a body");
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-        let body = self.buf[head_end..head_end + len].to_vec();
-        self.buf.drain(..head_end + len);
-        Some(RawResponse {
-            status,
-            headers,
-            body,
-        })
+    /// GET `path` and read the whole response; `None` when the gateway closed the connection
+    /// instead of answering.
+    pub async fn get(&mut self, path: &str) -> Option<http::Response<bytes::Bytes>> {
+        use http_body_util::BodyExt;
+        self.sender.ready().await.ok()?;
+        let req = http::Request::get(path)
+            .header("host", "gateway.test")
+            .body(http_body_util::Empty::new())
+            .expect("request");
+        let resp = tokio::time::timeout(Duration::from_secs(10), self.sender.send_request(req))
+            .await
+            .expect("the gateway answers within 10 s")
+            .ok()?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.expect("the whole body").to_bytes();
+        Some(http::Response::from_parts(parts, body))
     }
 }

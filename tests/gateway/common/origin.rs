@@ -10,7 +10,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,6 +47,8 @@ pub struct Reply {
     pub chunk_delay: Duration,
     /// Break the connection after the listed chunks instead of finishing the body.
     pub abort: bool,
+    /// Close the connection without sending any response.
+    pub drop_connection: bool,
 }
 
 impl Reply {
@@ -64,6 +65,15 @@ impl Reply {
             delay: Duration::ZERO,
             chunk_delay: Duration::ZERO,
             abort: false,
+            drop_connection: false,
+        }
+    }
+
+    /// Close the connection without answering (a crashed worker, a request that kills the app).
+    pub fn drop_connection() -> Reply {
+        Reply {
+            drop_connection: true,
+            ..Reply::status(200)
         }
     }
 
@@ -138,7 +148,7 @@ impl Origin {
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: hyper::Request<Incoming>| {
                         let (hits, seen, handler) = (hits.clone(), seen.clone(), handler.clone());
-                        async move { Ok::<_, Infallible>(serve(req, hits, seen, handler).await) }
+                        async move { serve(req, hits, seen, handler).await }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
@@ -190,7 +200,7 @@ async fn serve(
     hits: Arc<AtomicUsize>,
     seen: Arc<Mutex<Vec<Seen>>>,
     handler: Arc<Handler>,
-) -> hyper::Response<ScriptBody> {
+) -> Result<hyper::Response<ScriptBody>, Dropped> {
     use http_body_util::BodyExt;
     let number = hits.fetch_add(1, Ordering::SeqCst) + 1;
     let (parts, body) = req.into_parts();
@@ -208,6 +218,10 @@ async fn serve(
     };
     seen.lock().expect("seen lock").push(s.clone());
     let reply = handler(&s);
+    if reply.drop_connection {
+        // A service error makes hyper close the connection without writing a response.
+        return Err(Dropped);
+    }
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
@@ -226,8 +240,20 @@ async fn serve(
             http::HeaderValue::from_str(v).expect("header value"),
         );
     }
-    resp
+    Ok(resp)
 }
+
+/// The service error that makes hyper close a connection unanswered.
+#[derive(Debug)]
+pub struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by the script")
+    }
+}
+
+impl std::error::Error for Dropped {}
 
 /// A body that yields scripted chunks, optionally spaced out, optionally failing at the end.
 pub struct ScriptBody {
