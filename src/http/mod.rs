@@ -2,6 +2,7 @@
 //! validators and conditional requests (RFC 9110 §8.8, §13), ranges (§14), and what a shared
 //! cache may store and reuse (RFC 9111, RFC 5861).
 
+pub mod authority;
 pub mod cache_control;
 pub mod cache_status;
 pub mod date;
