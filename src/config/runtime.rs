@@ -217,7 +217,7 @@ impl HostPattern {
         }
     }
 
-    /// `host` is already normalized (lowercase, no port, no trailing dot).
+    /// `host` is canonical (see `http::authority`): lowercase, no port, no trailing dot.
     fn matches(&self, host: &str) -> bool {
         match self {
             HostPattern::Any => true,
@@ -286,23 +286,6 @@ fn path_matches(prefix: &str, path: &str) -> bool {
     }
 }
 
-/// Lowercase, without port or trailing dot: how hosts are matched and keyed.
-pub fn normalize_host(authority: &str) -> String {
-    let host = if let Some(rest) = authority.strip_prefix('[') {
-        // IPv6 literal: keep the brackets, drop the port.
-        match rest.find(']') {
-            Some(end) => &authority[..end + 2],
-            None => authority,
-        }
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
-            _ => authority,
-        }
-    };
-    host.trim_end_matches('.').to_ascii_lowercase()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,14 +298,6 @@ mod tests {
         assert!(!path_matches("/api", "/apix"));
         assert!(path_matches("/static/", "/static/a.css"));
         assert!(!path_matches("/static/", "/static"));
-    }
-
-    #[test]
-    fn hosts_normalize_case_port_and_trailing_dot() {
-        assert_eq!(normalize_host("Example.COM:8080"), "example.com");
-        assert_eq!(normalize_host("example.com."), "example.com");
-        assert_eq!(normalize_host("[::1]:8080"), "[::1]");
-        assert_eq!(normalize_host("localhost"), "localhost");
     }
 
     #[test]

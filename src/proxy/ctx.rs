@@ -92,6 +92,9 @@ pub struct InnerPlan {
     pub config: Arc<RuntimeConfig>,
     pub route: Arc<Route>,
     pub key: Arc<PrimaryKey>,
+    /// The canonical authority: the inner request is parsed again from the client's raw
+    /// header bytes, so it must be told the `Host` to forward.
+    pub authority: Arc<str>,
     pub report: Arc<InnerReport>,
     /// A stale-while-revalidate refresh: nobody waits for the response.
     pub refresh: bool,
@@ -113,8 +116,10 @@ pub struct RequestCtx {
     /// The config this request runs under, from start to end.
     pub config: Option<Arc<RuntimeConfig>>,
     pub route: Option<Arc<Route>>,
-    /// Normalized request host.
+    /// Canonical request host (no port), as routes match it.
     pub host: String,
+    /// Canonical authority, as keyed and forwarded.
+    pub authority: Option<Arc<str>>,
     /// The cache key, for cacheable methods on routes with the cache on.
     pub key: Option<Arc<PrimaryKey>>,
     pub request_directives: RequestDirectives,
@@ -150,6 +155,7 @@ impl RequestCtx {
             config: None,
             route: None,
             host: String::new(),
+            authority: None,
             key: None,
             request_directives: RequestDirectives::default(),
             fwd: None,

@@ -65,6 +65,14 @@ pub fn rewrite_request(
     for name in UNKEYED_INPUTS {
         req.remove_header(name);
     }
+    // RFC 9112 §3.2.1: an origin server is sent the origin form; an absolute-form target's
+    // authority already travels as the (checked, canonical) Host.
+    let raw = req.raw_path();
+    if !raw.starts_with(b"/") && raw != b"*" {
+        if let Some(pq) = req.uri.path_and_query().cloned() {
+            req.set_uri(http::Uri::from(pq));
+        }
+    }
     if let Some(host) = &upstream.host {
         req.insert_header(HOST, host.as_str())?;
     } else if req.headers.get(HOST).is_none() {

@@ -44,8 +44,8 @@ use crate::cache::entry::FillPolicy;
 use crate::cache::key::PrimaryKey;
 use crate::cache::storage::Found;
 use crate::cache::SharedCache;
-use crate::config::runtime::normalize_host;
 use crate::config::LiveConfig;
+use crate::http::authority::Authority;
 use crate::http::cache_control::RequestDirectives;
 use crate::http::cache_status::CacheStatus;
 use crate::http::etag::is_content_etag;
@@ -107,13 +107,36 @@ impl Gateway {
     }
 }
 
-/// The authority a request is for: `Host`, or the HTTP/2 `:authority`.
-fn request_authority(req: &RequestHeader) -> &str {
-    req.headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("")
+/// The authority a request is for, checked (RFC 9112 §3.2, RFC 9110 §7.2): the request
+/// target's own authority (absolute form, or HTTP/2's `:authority`), else `Host`.
+///
+/// An HTTP/1.1 request must carry exactly one valid `Host`, even in absolute form. An
+/// HTTP/1.0 request may carry none: it is for the address it reached.
+fn request_authority(session: &Session, scheme: &str) -> std::result::Result<Authority, String> {
+    let req = session.req_header();
+    let mut hosts = req.headers.get_all(http::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err("more than one Host header".to_string());
+    }
+    let host = match host.map(|h| Authority::parse(h.as_bytes(), scheme)) {
+        Some(Err(why)) => return Err(format!("invalid Host header: {why}")),
+        Some(Ok(a)) => Some(a),
+        None => None,
+    };
+    if let Some(target) = req.uri.authority() {
+        return Authority::parse(target.as_str().as_bytes(), scheme)
+            .map_err(|why| format!("invalid request target authority: {why}"));
+    }
+    match host {
+        Some(a) => Ok(a),
+        None if req.version <= http::Version::HTTP_10 => session
+            .server_addr()
+            .and_then(|a| a.as_inet())
+            .and_then(|a| Authority::parse(a.to_string().as_bytes(), scheme).ok())
+            .ok_or_else(|| "no Host header".to_string()),
+        None => Err("no Host header (RFC 9112 section 3.2 requires one)".to_string()),
+    }
 }
 
 fn scheme(session: &Session) -> &'static str {
@@ -186,8 +209,13 @@ impl Gateway {
             ctx.config = Some(p.config.clone());
             ctx.route = Some(p.route.clone());
             ctx.key = Some(p.key.clone());
+            ctx.authority = Some(p.authority.clone());
         }
         let req = session.req_header_mut();
+        if let Some(a) = &ctx.authority {
+            // Cannot fail: the authority is a valid header value by construction.
+            let _ = req.insert_header(http::header::HOST, &**a);
+        }
         if req.method == Method::HEAD {
             req.set_method(Method::GET);
         }
@@ -288,6 +316,18 @@ impl ProxyHttp for Gateway {
         RequestCtx::new()
     }
 
+    /// Runs first for every request. HTTP/1.1 pipelining is turned on: a client that sends its
+    /// next request before reading the response gets its answers in order (RFC 9112 §9.3.2)
+    /// instead of a connection closed under the second request.
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        session.set_pipelining_enabled(true);
+        Ok(())
+    }
+
     fn allow_spawning_subrequest(&self, session: &Session, _ctx: &RequestCtx) -> bool {
         session.subrequest_ctx.is_none()
     }
@@ -307,14 +347,28 @@ impl ProxyHttp for Gateway {
             session.set_keepalive(None);
         }
         let config = self.live.snapshot();
+        let scheme = scheme(session);
+        let authority = match request_authority(session, scheme) {
+            Ok(a) => a,
+            Err(why) => {
+                session.set_keepalive(None);
+                respond_text(session, 400, &format!("Bad Request: {why}"), ctx).await?;
+                return Ok(true);
+            }
+        };
+        // The origin gets exactly the authority that routes and keys the request.
+        session
+            .req_header_mut()
+            .insert_header(http::header::HOST, authority.as_str())?;
         let req = session.req_header();
-        ctx.host = normalize_host(request_authority(req));
+        ctx.host = authority.host().to_string();
+        ctx.authority = Some(Arc::from(authority.as_str()));
         let route = config.router.route(&ctx.host, req.uri.path()).cloned();
         let pq = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let key = if route.as_ref().is_some_and(|r| r.debug_headers) {
-            PrimaryKey::with_text(scheme(session), request_authority(req), pq)
+            PrimaryKey::with_text(scheme, authority.as_str(), pq)
         } else {
-            PrimaryKey::new(scheme(session), request_authority(req), pq)
+            PrimaryKey::new(scheme, authority.as_str(), pq)
         };
         ctx.key = Some(Arc::new(key));
         ctx.config = Some(config);
@@ -622,12 +676,14 @@ impl ProxyHttp for Gateway {
         }
         let req = session.req_header();
         if !is_safe(&req.method) && (200..400).contains(&status) {
-            for key in storing::invalidation_targets(
-                req,
-                upstream_response,
-                scheme(session),
-                request_authority(req),
-            ) {
+            let authority = req
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            for key in
+                storing::invalidation_targets(req, upstream_response, scheme(session), authority)
+            {
                 self.cache.store.purge_primary(&key.hash);
             }
         }

@@ -262,6 +262,7 @@ fn plan(ctx: &RequestCtx, report: Arc<InnerReport>, refresh: bool) -> Result<Inn
         config: ctx.config.clone().ok_or_else(missing)?,
         route: ctx.route.clone().ok_or_else(missing)?,
         key: ctx.key.clone().ok_or_else(missing)?,
+        authority: ctx.authority.clone().ok_or_else(missing)?,
         report,
         refresh,
     })

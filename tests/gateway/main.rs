@@ -6,6 +6,7 @@ mod cache;
 mod conditional;
 mod config_errors;
 mod foundation;
+mod hostile;
 mod metrics;
 mod reload;
 mod tls;
