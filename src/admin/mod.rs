@@ -13,7 +13,7 @@
 //! state needs `Authorization: Bearer <token>` with the token from `admin.token_file`, and is
 //! refused (403) when no token is configured.
 
-use crate::server::control::Control;
+use crate::control::{purge_urls, Control};
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
 use pingora_core::apps::http_app::ServeHttp;
@@ -131,7 +131,7 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();
-        let token = self.control.live.snapshot().admin.token.clone();
+        let token = self.control.live.snapshot().admin_token.clone();
         match (method, path.as_str()) {
             (Method::GET, "/metrics") => {
                 self.control.cache.store.publish_metrics();
@@ -183,7 +183,7 @@ impl AdminApp {
     /// Remove every stored variant of each URL in the body (absolute URLs, one per line).
     fn purge(&self, body: &[u8]) -> Response<Vec<u8>> {
         let body = String::from_utf8_lossy(body);
-        match crate::server::control::purge_urls(&body) {
+        match purge_urls(&body) {
             Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
             Ok(urls) => {
                 let purged: Vec<serde_json::Value> = self

@@ -1,30 +1,26 @@
-//! Configuration: the YAML schema, its validation into an immutable runtime form, and the
-//! live snapshot that reloads swap.
+//! Configuration: the YAML schema and its validation into a checked model, without I/O
+//! beyond reading the file itself. It knows nothing of metrics, load balancers or the proxy;
+//! [`crate::runtime`] instantiates a checked config into what requests read.
 //!
 //! - [`schema`]: what the file may say (typed, unknown keys rejected);
-//! - [`build`]: every check, once, with located errors;
-//! - [`runtime`]: what requests read;
-//! - [`live`]: the current snapshot, swapped atomically on reload.
+//! - [`check`]: every check the file alone can answer, once, with located errors;
+//! - [`model`]: the checked configuration;
+//! - [`locate`], [`error`]: positions in the file and messages that point at them.
 
-pub mod build;
+pub mod check;
 pub mod error;
-pub mod live;
 pub mod locate;
-pub mod runtime;
+pub mod model;
 pub mod schema;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use live::LiveConfig;
-pub use runtime::{ConfigSource, RuntimeConfig};
+pub use model::{Config, ConfigSource};
 
 use locate::SpanIndex;
 use std::path::Path;
 
-/// Read, parse and validate a configuration file.
-pub fn load_file(
-    path: &Path,
-    previous: Option<&RuntimeConfig>,
-) -> Result<RuntimeConfig, ConfigErrors> {
+/// Read, parse and check a configuration file.
+pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors::single(ConfigError {
@@ -33,21 +29,11 @@ pub fn load_file(
             message: format!("cannot read the configuration: {e}; check the path given with -c"),
         })
     })?;
-    parse(
-        &name,
-        &text,
-        ConfigSource::File(path.to_path_buf()),
-        previous,
-    )
+    parse(&name, &text, ConfigSource::File(path.to_path_buf()))
 }
 
-/// Parse and validate configuration text; `name` is how errors refer to it.
-pub fn parse(
-    name: &str,
-    text: &str,
-    source: ConfigSource,
-    previous: Option<&RuntimeConfig>,
-) -> Result<RuntimeConfig, ConfigErrors> {
+/// Parse and check configuration text; `name` is how errors refer to it. Pure: no I/O.
+pub fn parse(name: &str, text: &str, source: ConfigSource) -> Result<Config, ConfigErrors> {
     let has_content = text.lines().any(|l| {
         let l = l.trim();
         !l.is_empty() && !l.starts_with('#') && l != "---"
@@ -62,7 +48,7 @@ pub fn parse(
     }
     let file: schema::ConfigFile = serde_yaml::from_str(text)
         .map_err(|e| ConfigErrors::single(error::from_serde(name, &e, &SpanIndex::build(text))))?;
-    build::build(name, text, file, source, previous)
+    check::check(name, text, file, source)
 }
 
 /// The configuration of quick mode: one listener, one upstream, one catch-all route, every
@@ -71,7 +57,7 @@ pub fn quick_mode(
     listen: &str,
     upstreams: &[String],
     admin: Option<&str>,
-) -> Result<RuntimeConfig, ConfigErrors> {
+) -> Result<Config, ConfigErrors> {
     let mut admin_conf = schema::AdminConf::default();
     if let Some(a) = admin {
         admin_conf.address = a.to_string();
@@ -108,5 +94,5 @@ pub fn quick_mode(
         access_log: Default::default(),
         server: Default::default(),
     };
-    build::build("command line", "", file, ConfigSource::QuickMode, None)
+    check::check("command line", "", file, ConfigSource::QuickMode)
 }

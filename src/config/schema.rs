@@ -1,8 +1,8 @@
 //! The YAML file format, as typed structs.
 //!
 //! This is the user-facing schema only: every struct denies unknown keys so a typo is an error
-//! with a location, and nothing here is read on the request path. [`super::build`] validates a
-//! parsed [`ConfigFile`] once and turns it into the immutable [`super::RuntimeConfig`].
+//! with a location, and nothing here is read on the request path. [`super::check`] validates a
+//! parsed [`ConfigFile`] once and turns it into the checked [`super::Config`].
 //!
 //! Every key is documented in `docs/configuration.md`; keep the two in step (a test parses the
 //! shipped `conf/etagate.yaml` and every example in that page).

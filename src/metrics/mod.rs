@@ -8,8 +8,6 @@
 //!
 //! `docs/metrics.md` lists every metric; a test compares it with [`Metrics::names`].
 
-pub mod access_log;
-
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,

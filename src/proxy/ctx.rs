@@ -2,9 +2,9 @@
 
 use crate::cache::entry::Entry;
 use crate::cache::key::PrimaryKey;
-use crate::config::runtime::{Route, RuntimeConfig};
 use crate::http::cache_control::RequestDirectives;
 use crate::metrics::CacheOutcome;
+use crate::runtime::{Route, RuntimeConfig};
 use pingora_http::ResponseHeader;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -1,8 +1,8 @@
 //! Talking to origins: which server, what the request looks like on the way, and what a client
 //! sees when an origin fails.
 
-use crate::config::runtime::Upstream;
 use crate::metrics::OriginOutcome;
+use crate::runtime::Upstream;
 use http::header::{HeaderName, HOST};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
@@ -38,14 +38,14 @@ pub fn peer(upstream: &Upstream) -> Result<Box<HttpPeer>> {
             format!("upstream '{}' has no healthy server", upstream.name),
         )
     })?;
-    let tls = upstream.tls.as_ref();
-    let sni = tls.map(|t| t.sni.clone()).unwrap_or_default();
+    let tls = upstream.spec.tls.as_ref();
+    let sni = upstream.spec.server_name.clone();
     let mut peer = HttpPeer::new(backend, tls.is_some(), sni);
     let o = &mut peer.options;
-    o.connection_timeout = Some(upstream.connect_timeout);
-    o.total_connection_timeout = Some(upstream.connect_timeout);
-    o.read_timeout = Some(upstream.read_timeout);
-    o.write_timeout = Some(upstream.read_timeout);
+    o.connection_timeout = Some(upstream.spec.connect_timeout);
+    o.total_connection_timeout = Some(upstream.spec.connect_timeout);
+    o.read_timeout = Some(upstream.spec.read_timeout);
+    o.write_timeout = Some(upstream.spec.read_timeout);
     o.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
     if let Some(t) = tls {
         o.verify_cert = t.verify;
@@ -73,7 +73,7 @@ pub fn rewrite_request(
             req.set_uri(http::Uri::from(pq));
         }
     }
-    if let Some(host) = &upstream.host {
+    if let Some(host) = &upstream.spec.host {
         req.insert_header(HOST, host.as_str())?;
     } else if req.headers.get(HOST).is_none() {
         // HTTP/2 clients send :authority instead of Host; HTTP/1.1 origins need Host.

@@ -40,11 +40,12 @@ pub mod outer;
 pub mod respond;
 pub mod storing;
 
+use crate::access_log::{AccessLogger, AccessRecord};
 use crate::cache::entry::FillPolicy;
 use crate::cache::key::PrimaryKey;
 use crate::cache::storage::Found;
 use crate::cache::SharedCache;
-use crate::config::LiveConfig;
+use crate::control::ProcessState;
 use crate::http::authority::Authority;
 use crate::http::cache_control::RequestDirectives;
 use crate::http::cache_status::CacheStatus;
@@ -52,9 +53,8 @@ use crate::http::etag::is_content_etag;
 use crate::http::freshness::{usability, Use, SURROGATE_DEVICE};
 use crate::http::headers::strip_hop_by_hop;
 use crate::http::vary::{variance, VarySpec};
-use crate::metrics::access_log::{AccessLogger, AccessRecord};
 use crate::metrics::{CacheOutcome, OriginOutcome};
-use crate::server::control::ProcessState;
+use crate::runtime::LiveConfig;
 use async_trait::async_trait;
 use bytes::Bytes;
 use ctx::{EtagSource, Fwd, InnerPlan, RequestCtx, Role};
@@ -287,7 +287,7 @@ impl Gateway {
         };
         ctx.cache_outcome = Some(outcome);
         let mut status = status;
-        if ctx.route.as_ref().is_some_and(|r| r.debug_headers) {
+        if ctx.route.as_ref().is_some_and(|r| r.spec.debug_headers) {
             if let Some(k) = &ctx.key {
                 if let Some(text) = k.text() {
                     status.key = Some(text.to_string());
@@ -363,9 +363,9 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
         ctx.host = authority.host().to_string();
         ctx.authority = Some(Arc::from(authority.as_str()));
-        let route = config.router.route(&ctx.host, req.uri.path()).cloned();
+        let route = config.route(&ctx.host, req.uri.path()).cloned();
         let pq = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let key = if route.as_ref().is_some_and(|r| r.debug_headers) {
+        let key = if route.as_ref().is_some_and(|r| r.spec.debug_headers) {
             PrimaryKey::with_text(scheme, authority.as_str(), pq)
         } else {
             PrimaryKey::new(scheme, authority.as_str(), pq)
@@ -394,7 +394,7 @@ impl ProxyHttp for Gateway {
         ctx.request_directives =
             RequestDirectives::parse(session.req_header().headers.get_all(CACHE_CONTROL));
 
-        if route.cache.enabled {
+        if route.spec.cache.enabled {
             let store = self.cache.store;
             let primary = ctx.key.as_ref().map(|k| k.hash).unwrap_or_default();
             match store.find(&primary, &session.req_header().headers) {
@@ -428,7 +428,7 @@ impl ProxyHttp for Gateway {
             ctx.fwd = Some(Fwd::Bypass);
         }
 
-        if route.etag.enabled || is_conditional(session.req_header()) {
+        if route.spec.etag.enabled || is_conditional(session.req_header()) {
             return outer::forward(session, ctx, self.cache.store, &self.buffers).await;
         }
         Ok(false)
@@ -441,14 +441,14 @@ impl ProxyHttp for Gateway {
             return Ok(());
         };
         let method = &session.req_header().method;
-        if !route.cache.enabled
+        if !route.spec.cache.enabled
             || ctx.key.is_none()
             || (method != Method::GET && method != Method::HEAD)
         {
             return Ok(());
         }
         let mut overrides = CacheOptionOverrides::default();
-        overrides.wait_timeout = Some(config.cache.lock_timeout);
+        overrides.wait_timeout = Some(config.config.cache.lock_timeout);
         session.cache.enable(
             self.cache.store,
             None,
@@ -571,7 +571,7 @@ impl ProxyHttp for Gateway {
         let servers = ctx
             .route
             .as_ref()
-            .map(|r| r.upstream.definition.servers.len())
+            .map(|r| r.upstream.spec.servers.len())
             .unwrap_or(1);
         if ctx.origin_tries < servers && !matches!(e.etype(), ErrorType::ConnectTimedout) {
             e.set_retry(true);
@@ -634,7 +634,7 @@ impl ProxyHttp for Gateway {
         {
             upstream_request.remove_header(&IF_NONE_MATCH);
         }
-        if route.cache.enabled {
+        if route.spec.cache.enabled {
             upstream_request.insert_header(
                 "surrogate-capability",
                 format!("{SURROGATE_DEVICE}=\"Surrogate/1.0\""),

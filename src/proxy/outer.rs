@@ -97,7 +97,7 @@ fn add_debug_headers(
     status: &mut CacheStatus,
     from_cache: bool,
 ) -> Result<()> {
-    let debug = ctx.route.as_ref().is_some_and(|r| r.debug_headers);
+    let debug = ctx.route.as_ref().is_some_and(|r| r.spec.debug_headers);
     if debug {
         if let Some(k) = &ctx.key {
             if let Some(text) = k.text() {
@@ -177,7 +177,8 @@ pub async fn serve_stored(
     let untagged = entry.header.status.as_u16() == 200
         && !entry.header.headers.contains_key(ETAG)
         && ctx.route.as_ref().is_some_and(|r| {
-            r.etag
+            r.spec
+                .etag
                 .applies_to(entry.header.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()))
         });
     if untagged {
@@ -472,13 +473,14 @@ pub async fn forward(
     let limit = ctx
         .config
         .as_ref()
-        .map(|c| c.etag_buffer_budget)
+        .map(|c| c.config.etag_buffer_budget)
         .unwrap_or(0);
     let from_cache = report.served_from_cache.load(Ordering::Acquire);
     let revalidated = report.revalidated.load(Ordering::Acquire);
     let want_hash = status == 200
         && !header.headers.contains_key(ETAG)
         && route
+            .spec
             .etag
             .applies_to(header.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()))
         && !cache_control_no_store(&header);
@@ -495,7 +497,7 @@ pub async fn forward(
         loop {
             match inner.next().await {
                 Ok(Piece::Body(b)) => {
-                    let fits = buffered + b.len() <= route.etag.max_buffer
+                    let fits = buffered + b.len() <= route.spec.etag.max_buffer
                         && buffers.try_reserve(b.len(), limit);
                     if fits {
                         held.bytes += b.len();
@@ -721,7 +723,7 @@ async fn serve_stale_on_error(
     let route_default = ctx
         .route
         .as_ref()
-        .map(|r| r.cache.stale_if_error)
+        .map(|r| r.spec.cache.stale_if_error)
         .unwrap_or_default();
     if !may_serve_on_error(
         &entry.freshness,

@@ -41,7 +41,7 @@ pub fn decide_fresh_response(
         return uncacheable(NotStored::Method);
     };
     let policy = StorePolicy {
-        store_set_cookie: route.cache.store_set_cookie,
+        store_set_cookie: route.spec.cache.store_set_cookie,
     };
     let status = resp.status.as_u16();
     match assess(
@@ -59,6 +59,7 @@ pub fn decide_fresh_response(
             let compute_etag = status == 200
                 && !stored.headers.contains_key(ETAG)
                 && route
+                    .spec
                     .etag
                     .applies_to(stored.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()));
             let vary = VarySpec::of(&stored.headers);

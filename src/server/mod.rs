@@ -1,24 +1,24 @@
 //! Process lifecycle: build Pingora's server from the config, run it, reload it, hand it over.
 //!
-//! - [`control`]: the operations shared by SIGHUP and the admin endpoints (reload, readiness);
 //! - [`tasks`]: background work (signals, readiness probe, drain detection, health checks).
 //!
 //! Pingora owns SIGQUIT (graceful upgrade: listening sockets go to the new process over the
 //! upgrade socket), SIGTERM (graceful stop) and SIGINT (fast stop). etagate adds SIGHUP: reload
 //! the config file in place.
 
-pub mod control;
 pub mod tasks;
 
+use crate::access_log::AccessLogger;
 use crate::admin::AdminApp;
 use crate::cache::SharedCache;
 use crate::cli::Cli;
-use crate::config::{self, ConfigErrors, LiveConfig, RuntimeConfig};
-use crate::metrics::access_log::AccessLogger;
+use crate::config::{self, ConfigErrors};
+use crate::control::{Control, ProcessState};
 use crate::metrics::METRICS;
 use crate::proxy::outer::BufferBudget;
 use crate::proxy::Gateway;
-use control::{Control, ProcessState};
+use crate::runtime::instantiate::instantiate;
+use crate::runtime::{LiveConfig, RuntimeConfig};
 use pingora_core::apps::HttpServerOptions;
 use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
@@ -37,21 +37,23 @@ use std::sync::Arc;
 /// than it are written straight through, as before.
 const DOWNSTREAM_WRITE_BUFFER: usize = 32 * 1024;
 
-/// Load the configuration named on the command line (a file, or quick mode's flags).
+/// Load the configuration named on the command line (a file, or quick mode's flags), check it
+/// and instantiate it.
 pub fn load(cli: &Cli) -> Result<RuntimeConfig, ConfigErrors> {
-    match (&cli.conf, &cli.listen) {
-        (Some(path), _) => config::load_file(path, None),
+    let checked = match (&cli.conf, &cli.listen) {
+        (Some(path), _) => config::load_file(path),
         (None, Some(listen)) => config::quick_mode(listen, &cli.upstream, cli.admin.as_deref()),
         (None, None) => Err(ConfigErrors::single(config::ConfigError {
             file: "command line".to_string(),
             position: None,
             message: "no configuration: pass -c FILE, or --listen ADDR --upstream ADDR for quick mode (see --help)".to_string(),
         })),
-    }
+    }?;
+    instantiate(checked, None)
 }
 
 fn pingora_conf(cfg: &RuntimeConfig, cli: &Cli) -> ServerConf {
-    let s = &cfg.server;
+    let s = &cfg.config.server;
     let mut conf = ServerConf {
         threads: s.threads.unwrap_or_else(|| {
             std::thread::available_parallelism()
@@ -93,8 +95,8 @@ pub fn run(cli: Cli) -> ExitCode {
         // Pingora retries a taken port forever; say what is wrong and stop instead. (With -u
         // the sockets come from the running process, which of course still holds them.)
         let mut addresses: Vec<std::net::SocketAddr> =
-            cfg.listeners.iter().map(|l| l.address).collect();
-        addresses.push(cfg.admin.address);
+            cfg.config.listeners.iter().map(|l| l.address).collect();
+        addresses.push(cfg.config.admin.address);
         for addr in addresses {
             if let Err(e) = std::net::TcpListener::bind(addr) {
                 eprintln!(
@@ -122,11 +124,11 @@ pub fn run(cli: Cli) -> ExitCode {
         conf: None,
     };
     let conf = pingora_conf(&cfg, &cli);
-    let listeners = cfg.listeners.clone();
-    let admin_address = cfg.admin.address;
-    let cache_settings = cfg.cache.clone();
-    let drain_period = cfg.server.grace_period;
-    let etag_budget = cfg.etag_buffer_budget;
+    let listeners = cfg.config.listeners.clone();
+    let admin_address = cfg.config.admin.address;
+    let cache_settings = cfg.config.cache.clone();
+    let drain_period = cfg.config.server.grace_period;
+    let etag_budget = cfg.config.etag_buffer_budget;
     let live = LiveConfig::new(cfg);
 
     let mut server = Server::new_with_opt_and_conf(opt, conf);

@@ -1,8 +1,8 @@
 //! Background work: SIGHUP, the readiness probe, drain detection, upstream health checks.
 
-use super::control::Control;
-use crate::config::runtime::Listener;
-use crate::config::LiveConfig;
+use crate::config::model::Listener;
+use crate::control::{Control, ProcessState};
+use crate::runtime::LiveConfig;
 use async_trait::async_trait;
 use pingora_core::server::{ExecutionPhase, ShutdownWatch};
 use pingora_core::services::background::BackgroundService;
@@ -130,7 +130,7 @@ impl BackgroundService for HealthChecks {
             }
             let config = self.live.snapshot();
             for (name, upstream) in &config.upstreams {
-                let Some(interval) = upstream.health_check_interval else {
+                let Some(interval) = upstream.spec.health_check.as_ref().map(|h| h.interval) else {
                     continue;
                 };
                 let due = last_run.get(name).is_none_or(|t| t.elapsed() >= interval);
@@ -165,7 +165,7 @@ pub fn claim_sighup() {
 /// stop accepting (and give requests in flight its own grace period). SIGQUIT (hand the sockets
 /// to a new process) and SIGINT (stop now) keep Pingora's meaning.
 pub struct DrainingSignals {
-    pub state: Arc<super::control::ProcessState>,
+    pub state: Arc<ProcessState>,
     pub drain: Duration,
 }
 

@@ -150,7 +150,7 @@ fn an_unusable_upstream_server_is_located_in_its_list() {
     let (code, err) = check(&GOOD.replace("[127.0.0.1:8000]", "[127.0.0.1:8000, no-port-here]"));
     assert_eq!(code, 1);
     assert!(
-        err.starts_with("conf.yaml:5:31: 'no-port-here' is not a usable host:port"),
+        err.starts_with("conf.yaml:5:31: 'no-port-here' is not a host:port"),
         "{err}"
     );
 }

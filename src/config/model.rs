@@ -1,16 +1,12 @@
-//! The validated, immutable configuration that requests read.
-//!
-//! A request loads one `Arc<RuntimeConfig>` snapshot when it starts and keeps it to the end, so
-//! a reload never changes the rules under a request in flight. Building one is the only place
-//! that validates; nothing here can fail.
+//! The checked configuration: everything the file says, validated, in the types etagate
+//! works with. Building it does no I/O (see [`super::check`]); what needs the outside world
+//! (resolving server names, reading token and certificate files, load balancers, metric
+//! handles) is done when the runtime instantiates it.
 
-use super::schema::{self, AccessLogFormat};
-use crate::metrics::{RouteMetrics, UpstreamMetrics};
-use pingora_load_balancing::{selection::RoundRobin, LoadBalancer};
+use super::locate::SpanIndex;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Where a configuration came from; a reload re-reads the same source.
@@ -21,20 +17,29 @@ pub enum ConfigSource {
     QuickMode,
 }
 
-pub struct RuntimeConfig {
+/// A valid configuration.
+#[derive(Debug)]
+pub struct Config {
     pub source: ConfigSource,
-    /// 1 for the first config of the process, +1 per successful reload (set on install).
-    pub generation: u64,
-    /// The parsed file, kept to tell a reload what changed.
-    pub file: schema::ConfigFile,
+    /// The file's name and node positions, so later steps can locate their errors too.
+    pub origin: Located,
     pub listeners: Vec<Listener>,
-    pub admin: Admin,
-    pub server: schema::ServerConf,
+    pub admin: AdminSpec,
+    pub server: ServerSettings,
     pub cache: CacheSettings,
     pub etag_buffer_budget: usize,
-    pub access_log: AccessLog,
+    pub access_log: AccessLogSpec,
+    pub upstreams: BTreeMap<String, UpstreamSpec>,
+    /// In file order; [`Router`] answers with indexes into it.
+    pub routes: Vec<RouteSpec>,
     pub router: Router,
-    pub upstreams: BTreeMap<String, Arc<Upstream>>,
+}
+
+/// A file's name and the positions of its nodes.
+#[derive(Debug, Default)]
+pub struct Located {
+    pub name: String,
+    pub index: SpanIndex,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,10 +64,22 @@ pub struct ListenerTls {
     pub key: String,
 }
 
-pub struct Admin {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSpec {
     pub address: SocketAddr,
-    /// Bearer token for the mutating endpoints; `None` disables them.
-    pub token: Option<String>,
+    /// File holding the bearer token for the mutating endpoints; `None` disables them.
+    pub token_file: Option<String>,
+}
+
+/// Process settings (handed to Pingora's server at start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub threads: Option<usize>,
+    pub pid_file: String,
+    pub upgrade_socket: String,
+    pub grace_period: Duration,
+    pub shutdown_timeout: Duration,
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,36 +89,60 @@ pub struct CacheSettings {
     pub lock_timeout: Duration,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessLog {
+pub struct AccessLogSpec {
     pub enabled: bool,
     /// `None` is standard output.
     pub path: Option<PathBuf>,
-    pub format: AccessLogFormat,
+    pub format: LogFormat,
     pub buffer: usize,
 }
 
-/// One named group of origin servers.
-pub struct Upstream {
-    pub name: Arc<str>,
-    /// The definition this was built from; a reload reuses the whole upstream (its health
-    /// state included) when the definition is unchanged.
-    pub definition: schema::UpstreamConf,
-    pub lb: Arc<LoadBalancer<RoundRobin>>,
+/// One named group of origin servers, as configured. A reload keeps the running upstream (its
+/// health state included) when this is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSpec {
+    /// `host:port` each, syntax checked; names are resolved when instantiated.
+    pub servers: Vec<String>,
     pub host: Option<String>,
+    /// The name the origin goes by: `tls.sni`, else `host`, else the host part of the first
+    /// server. SNI and the certificate name with TLS, and the `Host` of HTTP health checks.
+    pub server_name: String,
     pub tls: Option<UpstreamTls>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
-    pub health_check_interval: Option<Duration>,
-    pub metrics: UpstreamMetrics,
+    pub health_check: Option<HealthCheckSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamTls {
-    /// SNI and the name the certificate must carry: `tls.sni`, else the upstream's `host`,
-    /// else the host part of its first server.
-    pub sni: String,
+    /// Verify the certificate chain and that it names `server_name`.
     pub verify: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckSpec {
+    pub interval: Duration,
+    /// HTTP `GET` of this path (any 2xx is healthy); `None`: a TCP connect.
+    pub path: Option<String>,
+}
+
+/// One route's match and policies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub name: String,
+    pub hosts: Vec<HostPattern>,
+    pub path: String,
+    pub upstream: String,
+    pub etag: EtagPolicy,
+    pub cache: CachePolicy,
+    pub debug_headers: bool,
 }
 
 /// Per-route content-ETag policy.
@@ -185,17 +226,6 @@ pub struct CachePolicy {
     pub stale_if_error: Duration,
 }
 
-pub struct Route {
-    pub name: Arc<str>,
-    pub hosts: Vec<HostPattern>,
-    pub path: String,
-    pub upstream: Arc<Upstream>,
-    pub etag: EtagPolicy,
-    pub cache: CachePolicy,
-    pub debug_headers: bool,
-    pub metrics: RouteMetrics,
-}
-
 /// A host pattern: exact, `*.suffix`, or any host.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum HostPattern {
@@ -236,41 +266,38 @@ impl HostPattern {
     }
 }
 
-/// Routes in match order: the first entry that matches is the most specific.
+/// Which route a request takes: the most specific host pattern, then the longest path prefix.
+#[derive(Debug, Default)]
 pub struct Router {
-    entries: Vec<(HostPattern, Arc<Route>)>,
+    /// (pattern, route index, path prefix), most specific first.
+    entries: Vec<(HostPattern, usize, String)>,
 }
 
 impl Router {
-    pub fn new(routes: Vec<Arc<Route>>) -> Router {
-        let mut entries: Vec<(HostPattern, Arc<Route>)> = Vec::new();
-        for r in routes {
+    pub fn new(routes: &[RouteSpec]) -> Router {
+        let mut entries = Vec::new();
+        for (i, r) in routes.iter().enumerate() {
             if r.hosts.is_empty() {
-                entries.push((HostPattern::Any, r.clone()));
+                entries.push((HostPattern::Any, i, r.path.clone()));
             }
             for h in &r.hosts {
-                entries.push((h.clone(), r.clone()));
+                entries.push((h.clone(), i, r.path.clone()));
             }
         }
-        // Most specific host first, then the longest path prefix.
-        entries.sort_by(|(ha, ra), (hb, rb)| {
+        entries.sort_by(|(ha, _, pa), (hb, _, pb)| {
             hb.specificity()
                 .cmp(&ha.specificity())
-                .then(rb.path.len().cmp(&ra.path.len()))
+                .then(pb.len().cmp(&pa.len()))
         });
         Router { entries }
     }
 
-    /// The most specific route for a normalized host and a request path.
-    pub fn route(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
+    /// The index of the most specific route for a canonical host and a request path.
+    pub fn route(&self, host: &str, path: &str) -> Option<usize> {
         self.entries
             .iter()
-            .find(|(h, r)| h.matches(host) && path_matches(&r.path, path))
-            .map(|(_, r)| r)
-    }
-
-    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
-        self.entries.iter().map(|(_, r)| r)
+            .find(|(h, _, prefix)| h.matches(host) && path_matches(prefix, path))
+            .map(|(_, i, _)| *i)
     }
 }
 

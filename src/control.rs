@@ -1,10 +1,13 @@
-//! Operations on the running process, shared by SIGHUP and the admin endpoints.
+//! Operator controls and readiness, shared by the lifecycle (SIGHUP, drain), the admin
+//! endpoints and the proxy (which closes connections while draining). It sits below all three
+//! so none of them needs to import another.
 
+use crate::access_log::AccessLogger;
 use crate::cache::SharedCache;
-use crate::config::live::ReloadReport;
-use crate::config::{ConfigErrors, LiveConfig};
-use crate::metrics::access_log::AccessLogger;
+use crate::config::ConfigErrors;
+use crate::http::authority::Authority;
 use crate::metrics::METRICS;
+use crate::runtime::{LiveConfig, ReloadReport};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -63,12 +66,13 @@ impl Control {
     pub fn reload(&self) -> Result<ReloadReport, ConfigErrors> {
         let result = self.live.reload(|new| {
             self.access_log.reconfigure(&new.access_log);
+            let c = &new.config;
             self.cache
                 .store
-                .set_limits(new.cache.budget, new.cache.max_object_size);
+                .set_limits(c.cache.budget, c.cache.max_object_size);
             METRICS
                 .etag_buffer_budget_bytes
-                .set(new.etag_buffer_budget as i64);
+                .set(c.etag_buffer_budget as i64);
         });
         match &result {
             Ok(r) => {
@@ -105,8 +109,12 @@ pub fn purge_urls(body: &str) -> Result<Vec<(String, String, String)>, String> {
         };
         let authority = uri
             .authority()
-            .map(|a| a.as_str().to_string())
-            .ok_or_else(|| format!("'{line}' has no host"))?;
+            .ok_or_else(|| format!("'{line}' has no host"))
+            .and_then(|a| {
+                Authority::parse(a.as_str().as_bytes(), &scheme)
+                    .map_err(|why| format!("'{line}': {why}"))
+            })?
+            .to_string();
         let path = uri
             .path_and_query()
             .map(|p| p.as_str().to_string())

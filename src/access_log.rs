@@ -6,17 +6,33 @@
 //! line is dropped and counted (`etagate_access_log_dropped_total`). A reload reopens the file
 //! (so logrotate works with `systemctl reload`) and applies the format.
 
-use crate::config::runtime::AccessLog;
-use crate::config::schema::AccessLogFormat;
 use crate::metrics::METRICS;
 use crossbeam_queue::ArrayQueue;
 use parking_lot::Mutex;
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+/// How the log is written; the runtime builds it from the checked configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub enabled: bool,
+    /// `None` is standard output.
+    pub path: Option<PathBuf>,
+    pub format: Format,
+    /// Lines queued for the writer before new lines are dropped.
+    pub buffer: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
 
 /// How often the writer drains the queue.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(20);
@@ -46,7 +62,7 @@ struct Shared {
     queue: ArrayQueue<AccessRecord>,
     enabled: AtomicBool,
     /// A new configuration for the writer to apply (set by reloads).
-    pending: Mutex<Option<AccessLog>>,
+    pending: Mutex<Option<Settings>>,
 }
 
 /// The sending side, shared by all requests.
@@ -60,7 +76,7 @@ pub struct AccessLogger {
 impl AccessLogger {
     /// Open the log (so a bad path fails at start) and create the queue, `conf.buffer` lines,
     /// fixed for the life of the process. Lines queue up until [`Self::spawn_writer`].
-    pub fn open(conf: &AccessLog) -> std::io::Result<AccessLogger> {
+    pub fn open(conf: &Settings) -> std::io::Result<AccessLogger> {
         let shared = Arc::new(Shared {
             queue: ArrayQueue::new(conf.buffer.max(1)),
             enabled: AtomicBool::new(conf.enabled),
@@ -101,19 +117,19 @@ impl AccessLogger {
     }
 
     /// Apply a reloaded config: reopen the file, switch the format, enable or disable.
-    pub fn reconfigure(&self, conf: &AccessLog) {
+    pub fn reconfigure(&self, conf: &Settings) {
         self.shared.enabled.store(conf.enabled, Ordering::Relaxed);
         *self.shared.pending.lock() = Some(conf.clone());
     }
 }
 
 struct Writer {
-    conf: AccessLog,
+    conf: Settings,
     out: Box<dyn Write + Send>,
 }
 
 impl Writer {
-    fn open(conf: &AccessLog) -> std::io::Result<Writer> {
+    fn open(conf: &Settings) -> std::io::Result<Writer> {
         let out: Box<dyn Write + Send> = match &conf.path {
             None => Box::new(BufWriter::new(std::io::stdout())),
             Some(p) => Box::new(BufWriter::new(
@@ -161,11 +177,11 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 /// Append one newline-terminated line for `r` to `out`.
-pub fn format_record(r: &AccessRecord, format: AccessLogFormat, out: &mut String) {
+pub fn format_record(r: &AccessRecord, format: Format, out: &mut String) {
     use std::fmt::Write as _;
     let client = r.client.map(|c| c.to_string());
     match format {
-        AccessLogFormat::Json => {
+        Format::Json => {
             let v = serde_json::json!({
                 "time": rfc3339(r.time),
                 "client": client,
@@ -183,7 +199,7 @@ pub fn format_record(r: &AccessRecord, format: AccessLogFormat, out: &mut String
             });
             let _ = writeln!(out, "{v}");
         }
-        AccessLogFormat::Text => {
+        Format::Text => {
             let dash = |s: Option<&str>| s.filter(|s| !s.is_empty()).unwrap_or("-").to_string();
             let _ = writeln!(
                 out,
@@ -233,7 +249,7 @@ mod tests {
     #[test]
     fn text_lines_have_every_field() {
         let mut line = String::new();
-        format_record(&record(), AccessLogFormat::Text, &mut line);
+        format_record(&record(), Format::Text, &mut line);
         assert_eq!(
             line,
             "1970-01-01T00:00:00.000Z 127.0.0.1 \"GET /a%20b?x=1\" host=example.com status=304 route=default upstream=- cache=hit etag=computed bytes=0 upstream_time=- total_time=0.000125\n"
@@ -243,7 +259,7 @@ mod tests {
     #[test]
     fn json_lines_parse_back() {
         let mut line = String::new();
-        format_record(&record(), AccessLogFormat::Json, &mut line);
+        format_record(&record(), Format::Json, &mut line);
         let v: serde_json::Value = serde_json::from_str(&line).expect("valid json");
         assert_eq!(v["status"], 304);
         assert_eq!(v["cache"], "hit");

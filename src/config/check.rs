@@ -1,17 +1,17 @@
-//! Validation: a parsed [`ConfigFile`] becomes a [`RuntimeConfig`] or a list of located errors.
+//! Validation: a parsed [`ConfigFile`] becomes a checked [`Config`] or a list of located
+//! errors.
 //!
-//! All checks run here, once, at load and at reload; the runtime form cannot be invalid.
+//! Every check that needs only the file runs here, once, at load and at reload, without I/O:
+//! the result can be built in a test, a fuzzer or `-t` alike. Checks that need the outside
+//! world (names that must resolve, files that must be readable) run when the runtime
+//! instantiates the config, and report in the same located form.
 
 use super::error::{ConfigErrors, Reporter};
 use super::locate::SpanIndex;
-use super::runtime::*;
+use super::model::*;
 use super::schema::{self, ConfigFile, UpstreamConf};
-use crate::metrics::METRICS;
-use pingora_load_balancing::health_check::{HttpHealthCheck, TcpHealthCheck};
-use pingora_load_balancing::{selection::RoundRobin, LoadBalancer};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Smallest cache budget accepted: below this the per-shard capacity cannot hold a useful object.
@@ -19,29 +19,23 @@ const MIN_CACHE_BUDGET: usize = 1 << 20;
 /// The cache keeps an eighth of its budget for fills in flight and splits the rest over eight
 /// shards, so one object may take at most a sixteenth.
 pub const MAX_OBJECT_FRACTION: usize = 16;
-/// Admin tokens shorter than this are too easy to guess.
-const MIN_TOKEN_LEN: usize = 16;
 
-/// Validate `file` (parsed from `text`, read from `name`) into a runtime config.
-///
-/// `previous` is the config in use, if any: upstreams whose definition did not change are
-/// carried over with their health state.
-pub fn build(
+/// Validate `file` (parsed from `text`, read from `name`).
+pub fn check(
     name: &str,
     text: &str,
     file: ConfigFile,
     source: ConfigSource,
-    previous: Option<&RuntimeConfig>,
-) -> Result<RuntimeConfig, ConfigErrors> {
+) -> Result<Config, ConfigErrors> {
     let index = SpanIndex::build(text);
     let mut r = Reporter::new(name, &index);
 
     let listeners = listeners(&file, &mut r);
     let admin = admin(&file, &listeners, &mut r);
-    let upstreams = upstreams(&file, previous, &mut r);
+    let upstreams = upstreams(&file, &mut r);
     let routes = routes(&file, &upstreams, &mut r);
     let cache = cache(&file.cache, &mut r);
-    server(&file.server, &mut r);
+    let server = server(&file.server, &mut r);
     let access_log = access_log(&file.access_log, &mut r);
     let etag_buffer_budget = file.etag.buffer_budget.as_u64() as usize;
     if etag_buffer_budget == 0 {
@@ -64,18 +58,22 @@ pub fn build(
     }
 
     r.finish()?;
-    Ok(RuntimeConfig {
+    let router = Router::new(&routes);
+    Ok(Config {
         source,
-        generation: 0,
+        origin: Located {
+            name: name.to_string(),
+            index,
+        },
         listeners,
         admin,
-        server: file.server.clone(),
+        server,
         cache,
         etag_buffer_budget,
         access_log,
-        router: Router::new(routes),
         upstreams,
-        file,
+        routes,
+        router,
     })
 }
 
@@ -107,26 +105,16 @@ fn listeners(file: &ConfigFile, r: &mut Reporter) -> Vec<Listener> {
         if !seen.insert(address) {
             r.at_value(&path, format!("{address} is listed twice; remove one"));
         }
-        let tls = l.tls.as_ref().map(|t| {
-            for (what, file_path) in [("cert", &t.cert), ("key", &t.key)] {
-                if let Err(e) = std::fs::metadata(file_path) {
-                    r.at_value(
-                        &format!("listeners[{i}].tls.{what}"),
-                        format!("cannot read TLS {what} file '{file_path}': {e}"),
-                    );
-                }
-            }
-            ListenerTls {
-                cert: t.cert.clone(),
-                key: t.key.clone(),
-            }
+        let tls = l.tls.as_ref().map(|t| ListenerTls {
+            cert: t.cert.clone(),
+            key: t.key.clone(),
         });
         out.push(Listener { address, tls });
     }
     out
 }
 
-fn admin(file: &ConfigFile, listeners: &[Listener], r: &mut Reporter) -> Admin {
+fn admin(file: &ConfigFile, listeners: &[Listener], r: &mut Reporter) -> AdminSpec {
     let address = match parse_socket_addr(&file.admin.address) {
         Some(a) => a,
         None => {
@@ -154,59 +142,46 @@ fn admin(file: &ConfigFile, listeners: &[Listener], r: &mut Reporter) -> Admin {
             ),
         );
     }
-    let token = file.admin.token_file.as_ref().and_then(|path| {
-        match std::fs::read_to_string(path) {
-            Ok(t) => {
-                let t = t.trim().to_string();
-                if t.len() < MIN_TOKEN_LEN {
-                    r.at_value(
-                        "admin.token_file",
-                        format!("the token in '{path}' has {} characters; use at least {MIN_TOKEN_LEN} (e.g. `openssl rand -hex 32`)", t.len()),
-                    );
-                    None
-                } else {
-                    Some(t)
-                }
-            }
-            Err(e) => {
-                r.at_value(
-                    "admin.token_file",
-                    format!("cannot read admin token file '{path}': {e}"),
-                );
-                None
-            }
-        }
-    });
-    Admin { address, token }
+    AdminSpec {
+        address,
+        token_file: file.admin.token_file.clone(),
+    }
 }
 
-fn upstreams(
-    file: &ConfigFile,
-    previous: Option<&RuntimeConfig>,
-    r: &mut Reporter,
-) -> BTreeMap<String, Arc<Upstream>> {
+fn upstreams(file: &ConfigFile, r: &mut Reporter) -> BTreeMap<String, UpstreamSpec> {
     if file.upstreams.is_empty() {
         r.at_value(
             "upstreams",
             "no upstreams; add one, e.g. `app: { servers: [127.0.0.1:8000] }`",
         );
     }
-    let mut out = BTreeMap::new();
-    for (name, def) in &file.upstreams {
-        if let Some(prev) = previous.and_then(|p| p.upstreams.get(name)) {
-            if prev.definition == *def {
-                out.insert(name.clone(), prev.clone());
-                continue;
-            }
-        }
-        if let Some(u) = upstream(name, def, r) {
-            out.insert(name.clone(), Arc::new(u));
-        }
-    }
-    out
+    file.upstreams
+        .iter()
+        .filter_map(|(name, def)| Some((name.clone(), upstream(name, def, r)?)))
+        .collect()
 }
 
-fn upstream(name: &str, def: &UpstreamConf, r: &mut Reporter) -> Option<Upstream> {
+/// `host:port` with a host (a name, an IPv4 address or a bracketed IPv6 address) and a
+/// numeric port. Whether the name resolves is checked when the config is instantiated.
+fn valid_server(s: &str) -> bool {
+    let Some((host, port)) = s.trim().rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = match host.strip_prefix('[') {
+        Some(v6) => v6
+            .strip_suffix(']')
+            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        }
+    };
+    host_ok && port.parse::<u16>().is_ok()
+}
+
+fn upstream(name: &str, def: &UpstreamConf, r: &mut Reporter) -> Option<UpstreamSpec> {
     let base = format!("upstreams.{name}");
     if def.servers.is_empty() {
         r.at_value(
@@ -215,18 +190,14 @@ fn upstream(name: &str, def: &UpstreamConf, r: &mut Reporter) -> Option<Upstream
         );
         return None;
     }
-    let mut addrs = Vec::new();
+    let mut valid = true;
     for (j, s) in def.servers.iter().enumerate() {
-        let path = format!("{base}.servers[{j}]");
-        match s.to_socket_addrs() {
-            Ok(mut it) => match it.next() {
-                Some(a) => addrs.push(a),
-                None => r.at_value(&path, format!("'{s}' resolves to no address")),
-            },
-            Err(e) => r.at_value(
-                &path,
-                format!("'{s}' is not a usable host:port ({e}); write it like 127.0.0.1:8000 or app.internal:80"),
-            ),
+        if !valid_server(s) {
+            valid = false;
+            r.at_value(
+                &format!("{base}.servers[{j}]"),
+                format!("'{s}' is not a host:port; write it like 127.0.0.1:8000, [::1]:8000 or app.internal:80"),
+            );
         }
     }
     for (what, d) in [("connect", def.timeout.connect), ("read", def.timeout.read)] {
@@ -245,10 +216,10 @@ fn upstream(name: &str, def: &UpstreamConf, r: &mut Reporter) -> Option<Upstream
             );
         }
         if let Some(p) = &hc.path {
-            if !p.starts_with('/') {
+            if !p.starts_with('/') || p.parse::<http::Uri>().is_err() {
                 r.at_value(
                     &format!("{base}.health_check.path"),
-                    format!("'{p}' must start with '/'"),
+                    format!("'{p}' must be a path starting with '/'"),
                 );
             }
         }
@@ -261,72 +232,26 @@ fn upstream(name: &str, def: &UpstreamConf, r: &mut Reporter) -> Option<Upstream
             );
         }
     }
-    if addrs.len() != def.servers.len() {
+    if !valid {
         return None;
     }
-    let mut lb = match LoadBalancer::<RoundRobin>::try_from_iter(addrs.iter().copied()) {
-        Ok(lb) => lb,
-        Err(e) => {
-            r.at_value(
-                &format!("{base}.servers"),
-                format!("cannot use these servers: {e}"),
-            );
-            return None;
-        }
-    };
-    let sni = def
+    let server_name = def
         .tls
         .as_ref()
         .and_then(|t| t.sni.clone())
         .or_else(|| def.host.clone())
         .unwrap_or_else(|| default_sni(&def.servers));
-    let tls = def.tls.as_ref().map(|t| UpstreamTls {
-        sni: sni.clone(),
-        verify: t.verify,
-    });
-    if let Some(hc) = &def.health_check {
-        match &hc.path {
-            Some(path) => {
-                let mut check = HttpHealthCheck::new(&sni, tls.is_some());
-                // Any 2xx is healthy (Pingora's default accepts only 200).
-                check.validator = Some(Box::new(|resp: &pingora_http::ResponseHeader| {
-                    if resp.status.is_success() {
-                        Ok(())
-                    } else {
-                        pingora_error::Error::e_explain(
-                            pingora_error::ErrorType::CustomCode(
-                                "health check status",
-                                resp.status.as_u16(),
-                            ),
-                            "non-2xx health check answer",
-                        )
-                    }
-                }));
-                check.peer_template.options.connection_timeout = Some(def.timeout.connect);
-                check.peer_template.options.read_timeout = Some(def.timeout.read);
-                check.peer_template.options.verify_cert = tls.as_ref().is_none_or(|t| t.verify);
-                if let Ok(uri) = path.parse() {
-                    check.req.set_uri(uri);
-                }
-                lb.set_health_check(Box::new(check));
-            }
-            None => {
-                let mut check = TcpHealthCheck::new();
-                check.peer_template.options.connection_timeout = Some(def.timeout.connect);
-                lb.set_health_check(check);
-            }
-        }
-    }
-    Some(Upstream {
-        name: Arc::from(name),
-        definition: def.clone(),
-        lb: Arc::new(lb),
+    Some(UpstreamSpec {
+        servers: def.servers.iter().map(|s| s.trim().to_string()).collect(),
         host: def.host.clone(),
-        tls,
+        server_name,
+        tls: def.tls.as_ref().map(|t| UpstreamTls { verify: t.verify }),
         connect_timeout: def.timeout.connect,
         read_timeout: def.timeout.read,
-        health_check_interval: def.health_check.as_ref().map(|h| h.interval),
-        metrics: METRICS.upstream(name),
+        health_check: def.health_check.as_ref().map(|h| HealthCheckSpec {
+            interval: h.interval,
+            path: h.path.clone(),
+        }),
     })
 }
 
@@ -363,9 +288,9 @@ fn valid_host_pattern(p: &str) -> bool {
 
 fn routes(
     file: &ConfigFile,
-    upstreams: &BTreeMap<String, Arc<Upstream>>,
+    upstreams: &BTreeMap<String, UpstreamSpec>,
     r: &mut Reporter,
-) -> Vec<Arc<Route>> {
+) -> Vec<RouteSpec> {
     if file.routes.is_empty() {
         r.at_value(
             "routes",
@@ -440,7 +365,7 @@ fn routes(
                 );
             }
         }
-        let Some(upstream) = upstreams.get(&rc.upstream) else {
+        if !upstreams.contains_key(&rc.upstream) {
             if file.upstreams.contains_key(&rc.upstream) {
                 // The upstream itself is invalid and already reported.
                 continue;
@@ -460,12 +385,12 @@ fn routes(
                 ),
             );
             continue;
-        };
-        out.push(Arc::new(Route {
-            name: Arc::from(rc.name.as_str()),
+        }
+        out.push(RouteSpec {
+            name: rc.name.clone(),
             hosts,
             path: rc.path.clone(),
-            upstream: upstream.clone(),
+            upstream: rc.upstream.clone(),
             etag: EtagPolicy::new(
                 rc.etag.enabled,
                 rc.etag.max_buffer.as_u64() as usize,
@@ -477,8 +402,7 @@ fn routes(
                 stale_if_error: rc.cache.stale_if_error,
             },
             debug_headers: rc.debug_headers,
-            metrics: METRICS.route(&rc.name),
-        }));
+        });
     }
     out
 }
@@ -514,7 +438,7 @@ fn cache(c: &schema::CacheConf, r: &mut Reporter) -> CacheSettings {
     }
 }
 
-fn server(s: &schema::ServerConf, r: &mut Reporter) {
+fn server(s: &schema::ServerConf, r: &mut Reporter) -> ServerSettings {
     if let Some(t) = s.threads {
         if t == 0 || t > 1024 {
             r.at_value("server.threads", format!("{t} threads; use 1 to 1024"));
@@ -528,14 +452,17 @@ fn server(s: &schema::ServerConf, r: &mut Reporter) {
             r.at_value(&format!("server.{key}"), "must not be empty");
         }
     }
-    if let Some(ca) = &s.ca_file {
-        if let Err(e) = std::fs::metadata(ca) {
-            r.at_value("server.ca_file", format!("cannot read CA file '{ca}': {e}"));
-        }
+    ServerSettings {
+        threads: s.threads,
+        pid_file: s.pid_file.clone(),
+        upgrade_socket: s.upgrade_socket.clone(),
+        grace_period: s.grace_period,
+        shutdown_timeout: s.shutdown_timeout,
+        ca_file: s.ca_file.clone(),
     }
 }
 
-fn access_log(a: &schema::AccessLogConf, r: &mut Reporter) -> AccessLog {
+fn access_log(a: &schema::AccessLogConf, r: &mut Reporter) -> AccessLogSpec {
     if a.buffer == 0 {
         r.at_value(
             "access_log.buffer",
@@ -553,10 +480,13 @@ fn access_log(a: &schema::AccessLogConf, r: &mut Reporter) -> AccessLog {
         }
         Some(std::path::PathBuf::from(&a.path))
     };
-    AccessLog {
+    AccessLogSpec {
         enabled: a.enabled,
         path,
-        format: a.format,
+        format: match a.format {
+            schema::AccessLogFormat::Text => LogFormat::Text,
+            schema::AccessLogFormat::Json => LogFormat::Json,
+        },
         buffer: a.buffer,
     }
 }

@@ -4,8 +4,9 @@
 //! validates a complete new [`RuntimeConfig`] and swaps the pointer. There is no moment at which
 //! a request can see half of two configs, and a rejected config never replaces the old one.
 
-use super::runtime::{ConfigSource, RuntimeConfig};
-use super::ConfigErrors;
+use super::instantiate::instantiate;
+use super::RuntimeConfig;
+use crate::config::{self, ConfigError, ConfigErrors, ConfigSource};
 use crate::metrics::METRICS;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -50,9 +51,11 @@ impl LiveConfig {
     pub fn reload(&self, apply: impl FnOnce(&RuntimeConfig)) -> Result<ReloadReport, ConfigErrors> {
         let _one_at_a_time = self.reloading.lock();
         let old = self.snapshot();
-        let result = match &old.source {
-            ConfigSource::File(path) => super::load_file(path, Some(&old)),
-            ConfigSource::QuickMode => Err(ConfigErrors::single(super::ConfigError {
+        let result = match &old.config.source {
+            ConfigSource::File(path) => {
+                config::load_file(path).and_then(|c| instantiate(c, Some(&old)))
+            }
+            ConfigSource::QuickMode => Err(ConfigErrors::single(ConfigError {
                 file: "command line".to_string(),
                 position: None,
                 message: "etagate was started in quick mode (--listen/--upstream); there is no file to reload, start it with -c FILE".to_string(),
@@ -91,7 +94,7 @@ fn now_secs() -> f64 {
 /// Drop the metric series of routes and upstreams the new config no longer has.
 fn forget_removed(old: &RuntimeConfig, new: &RuntimeConfig) {
     let names = |c: &RuntimeConfig| -> std::collections::HashSet<String> {
-        c.router.routes().map(|r| r.name.to_string()).collect()
+        c.routes.iter().map(|r| r.name.to_string()).collect()
     };
     let kept = names(new);
     for gone in names(old).difference(&kept) {
@@ -106,6 +109,7 @@ fn forget_removed(old: &RuntimeConfig, new: &RuntimeConfig) {
 
 /// The settings a running process cannot change in place.
 fn needs_upgrade(old: &RuntimeConfig, new: &RuntimeConfig) -> Vec<String> {
+    let (old, new) = (&old.config, &new.config);
     let mut out = Vec::new();
     if old.listeners != new.listeners {
         out.push("listeners".to_string());

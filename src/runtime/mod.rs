@@ -1,0 +1,59 @@
+//! The configuration as requests use it: a checked [`Config`] instantiated with everything
+//! that needs the outside world (resolved servers, load balancers and their health checks,
+//! the admin token, metric handles), and the live snapshot that reloads swap.
+//!
+//! - [`instantiate`]: checked config to runtime config (the only I/O of a config load);
+//! - [`live`]: the current snapshot, swapped atomically on reload.
+
+pub mod instantiate;
+pub mod live;
+
+pub use live::{LiveConfig, ReloadReport};
+
+use crate::access_log;
+use crate::config::model::{RouteSpec, UpstreamSpec};
+use crate::config::Config;
+use crate::metrics::{RouteMetrics, UpstreamMetrics};
+use pingora_load_balancing::{selection::RoundRobin, LoadBalancer};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// One immutable configuration, as requests read it. A request loads one snapshot when it
+/// starts and keeps it to the end, so a reload never changes the rules under a request.
+pub struct RuntimeConfig {
+    pub config: Config,
+    /// 1 for the first config of the process, +1 per successful reload (set on install).
+    pub generation: u64,
+    /// Bearer token for the mutating admin endpoints; `None` disables them.
+    pub admin_token: Option<String>,
+    pub access_log: access_log::Settings,
+    pub upstreams: BTreeMap<String, Arc<Upstream>>,
+    /// Index-aligned with `config.routes`.
+    pub routes: Vec<Arc<Route>>,
+}
+
+impl RuntimeConfig {
+    /// The most specific route for a canonical host and a request path.
+    pub fn route(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
+        self.config
+            .router
+            .route(host, path)
+            .and_then(|i| self.routes.get(i))
+    }
+}
+
+/// One route, with its upstream and metric handles.
+pub struct Route {
+    pub name: Arc<str>,
+    pub spec: RouteSpec,
+    pub upstream: Arc<Upstream>,
+    pub metrics: RouteMetrics,
+}
+
+/// One named group of origin servers.
+pub struct Upstream {
+    pub name: Arc<str>,
+    pub spec: UpstreamSpec,
+    pub lb: Arc<LoadBalancer<RoundRobin>>,
+    pub metrics: UpstreamMetrics,
+}
