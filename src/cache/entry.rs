@@ -94,6 +94,22 @@ impl Entry {
         e
     }
 
+    /// The same response under a header that now carries a content ETag etagate computed
+    /// (an entry stored before its route enabled ETags).
+    pub fn retagged(&self, header: ResponseHeader) -> Entry {
+        let mut e = Entry::new(
+            self.id,
+            header,
+            self.body.clone(),
+            self.freshness,
+            self.variance,
+            self.vary.clone(),
+            true,
+        );
+        e.created = self.created;
+        e
+    }
+
     pub fn etag(&self) -> Option<EntityTag<'_>> {
         self.header
             .headers

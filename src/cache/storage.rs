@@ -16,7 +16,7 @@
 //!   revalidation): the update is simply dropped.
 
 use super::entry::{Entry, FillPolicy};
-use crate::http::etag::content_etag;
+use crate::http::headers::{content_length, set_content_etag};
 use crate::http::vary::{variance, VarySpec};
 use crate::metrics::METRICS;
 use async_trait::async_trait;
@@ -422,7 +422,7 @@ impl HandleMiss for MemMiss {
         let mut computed = false;
         if let Some(h) = self.hasher.take() {
             if header.headers.get(http::header::ETAG).is_none() {
-                header.insert_header(http::header::ETAG, content_etag(&h.finalize()))?;
+                set_content_etag(&mut header, &h.finalize())?;
                 computed = true;
             }
         }
@@ -472,11 +472,7 @@ impl Storage for MemStore {
         _trace: &SpanHandle,
     ) -> Result<MissHandler> {
         let policy = meta.extensions().get::<FillPolicy>().cloned();
-        let declared = meta
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
+        let declared = content_length(meta.response_header());
         let max = self.max_object.load(Ordering::Acquire);
         let mut miss = MemMiss {
             store: self,

@@ -5,6 +5,20 @@ use http::header::{self, HeaderName};
 use pingora_error::Result;
 use pingora_http::ResponseHeader;
 
+/// The declared body length, when `Content-Length` is a single valid number.
+pub fn content_length(resp: &ResponseHeader) -> Option<usize> {
+    resp.headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Give a response the content ETag of a body with this BLAKE3 hash.
+pub fn set_content_etag(resp: &mut ResponseHeader, hash: &blake3::Hash) -> Result<()> {
+    resp.insert_header(header::ETAG, super::etag::content_etag(hash))?;
+    Ok(())
+}
+
 /// Hop-by-hop fields (RFC 9110 §7.6.1) plus the proxy-authentication fields, which belong to
 /// one connection and are never stored (RFC 9111 §3.1).
 const HOP_BY_HOP: [&str; 9] = [

@@ -7,9 +7,40 @@
 
 use super::date::parse_http_date;
 use super::etag::{EntityTag, TagList};
-use http::header::{IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE};
+use http::header::{
+    HeaderName, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
+};
 use http::{HeaderMap, Method};
 use std::time::SystemTime;
+
+/// The precondition fields (RFC 9110 §13.1), answered with 304 or 412.
+pub const PRECONDITION_FIELDS: [HeaderName; 4] = [
+    IF_MATCH,
+    IF_UNMODIFIED_SINCE,
+    IF_NONE_MATCH,
+    IF_MODIFIED_SINCE,
+];
+
+/// Every field that makes a request conditional or partial: the preconditions, `Range` and
+/// `If-Range` (§14.2, §13.1.5).
+pub const CONDITIONAL_FIELDS: [HeaderName; 6] = [
+    IF_MATCH,
+    IF_UNMODIFIED_SINCE,
+    IF_NONE_MATCH,
+    IF_MODIFIED_SINCE,
+    IF_RANGE,
+    RANGE,
+];
+
+/// Whether a request carries any precondition.
+pub fn has_preconditions(req: &HeaderMap) -> bool {
+    PRECONDITION_FIELDS.iter().any(|h| req.contains_key(h))
+}
+
+/// Whether a request is conditional or partial in any way.
+pub fn is_conditional(req: &HeaderMap) -> bool {
+    CONDITIONAL_FIELDS.iter().any(|h| req.contains_key(h))
+}
 
 /// The selected representation's validators.
 #[derive(Debug, Clone, Copy, Default)]

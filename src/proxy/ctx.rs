@@ -1,14 +1,20 @@
 //! What one request carries from phase to phase.
+//!
+//! A request is [`Stage::Unrouted`] until `request_filter` has checked its authority and found
+//! its route; from then on it is [`Stage::Routed`], and everything a routed request must have
+//! (config snapshot, route, key, authority) is there without `Option`s. A request refused
+//! before routing (400, 404) stays unrouted, and no phase after it can ask for a route.
 
+use super::subrequest::InnerReport;
 use crate::cache::entry::Entry;
 use crate::cache::key::PrimaryKey;
 use crate::http::cache_control::RequestDirectives;
 use crate::metrics::CacheOutcome;
 use crate::runtime::{Route, RuntimeConfig};
+use pingora_error::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Where the ETag on a response came from (for the access log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,7 +40,7 @@ impl EtagSource {
     }
 }
 
-/// Why a cacheable request went to the origin (RFC 9211 `fwd`).
+/// Why a request went to the origin (RFC 9211 `fwd`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fwd {
     /// Nothing stored for the URL.
@@ -58,48 +64,6 @@ impl Fwd {
     }
 }
 
-/// What the inner request (the one that runs Pingora's cache and proxy pipeline for an outer
-/// request) reports back. Written by the inner before it sends its response header, read by the
-/// outer after receiving it.
-#[derive(Debug, Default)]
-pub struct InnerReport {
-    /// Pingora answered from a stored response (another request filled it meanwhile).
-    pub served_from_cache: AtomicBool,
-    /// The origin answered 304 to a revalidation; the stored body is being served.
-    pub revalidated: AtomicBool,
-    /// The response is being written into the cache.
-    pub storing: AtomicBool,
-    /// Status the origin sent (0: the origin was not asked or did not answer).
-    pub origin_status: AtomicU16,
-    /// Microseconds until the origin's response header arrived.
-    pub origin_wait_us: AtomicU64,
-}
-
-impl InnerReport {
-    pub fn origin_wait(&self) -> Option<Duration> {
-        match self.origin_status.load(Ordering::Acquire) {
-            0 => None,
-            _ => Some(Duration::from_micros(
-                self.origin_wait_us.load(Ordering::Acquire),
-            )),
-        }
-    }
-}
-
-/// Everything an inner request needs from its outer request; travels in Pingora's subrequest
-/// context.
-pub struct InnerPlan {
-    pub config: Arc<RuntimeConfig>,
-    pub route: Arc<Route>,
-    pub key: Arc<PrimaryKey>,
-    /// The canonical authority: the inner request is parsed again from the client's raw
-    /// header bytes, so it must be told the `Host` to forward.
-    pub authority: Arc<str>,
-    pub report: Arc<InnerReport>,
-    /// A stale-while-revalidate refresh: nobody waits for the response.
-    pub refresh: bool,
-}
-
 /// The part a request plays.
 #[derive(Clone, Default)]
 pub enum Role {
@@ -110,71 +74,38 @@ pub enum Role {
     Inner(Arc<InnerReport>),
 }
 
-pub struct RequestCtx {
-    pub started: Instant,
+/// Where a request is on its way.
+pub enum Stage {
+    /// Not routed (yet, or ever: refused with 400 or 404). `host` is the canonical host when
+    /// the authority was valid, for the log.
+    Unrouted {
+        host: Option<String>,
+    },
+    Routed(Box<Routed>),
+}
+
+/// A request with its route: what every phase after routing relies on.
+pub struct Routed {
     pub role: Role,
     /// The config this request runs under, from start to end.
-    pub config: Option<Arc<RuntimeConfig>>,
-    pub route: Option<Arc<Route>>,
-    /// Canonical request host (no port), as routes match it.
-    pub host: String,
-    /// Canonical authority, as keyed and forwarded.
-    pub authority: Option<Arc<str>>,
-    /// The cache key, for cacheable methods on routes with the cache on.
-    pub key: Option<Arc<PrimaryKey>>,
-    pub request_directives: RequestDirectives,
+    pub config: Arc<RuntimeConfig>,
+    pub route: Arc<Route>,
+    /// The cache key (scheme, canonical authority, path and query).
+    pub key: Arc<PrimaryKey>,
+    /// The canonical authority: routed on, keyed on, sent to the origin as `Host`.
+    pub authority: Arc<str>,
+    /// Length of the host part of `authority`.
+    pub host_len: usize,
+    pub directives: RequestDirectives,
     /// Why the request went forward (for `Cache-Status`).
     pub fwd: Option<Fwd>,
     /// The stored response that needed validation, kept for stale-if-error.
     pub stale: Option<Arc<Entry>>,
-    /// The origin's 304 during a revalidation, merged into the stored header.
-    pub origin_not_modified: Option<Box<ResponseHeader>>,
-    /// When the request to the origin was sent.
-    pub origin_sent: Option<Instant>,
-    /// Wall-clock time the request to the origin was sent (for the response's age).
-    pub origin_sent_at: Option<std::time::SystemTime>,
-    /// How long the origin took to send its response header.
-    pub origin_wait: Option<Duration>,
-    /// Origin attempts so far (a refused connection retries another server).
-    pub origin_tries: usize,
-    /// Failures on pooled origin connections so far (see `Gateway::error_while_proxy`).
-    pub stale_connection_failures: usize,
-    pub cache_outcome: Option<CacheOutcome>,
-    pub etag_source: EtagSource,
-    /// Status sent to the client (also set when etagate wrote the response itself).
-    pub status: u16,
-    /// Body bytes sent to the client.
-    pub body_bytes: u64,
 }
 
-impl RequestCtx {
-    pub fn new() -> RequestCtx {
-        RequestCtx {
-            started: Instant::now(),
-            role: Role::Client,
-            config: None,
-            route: None,
-            host: String::new(),
-            authority: None,
-            key: None,
-            request_directives: RequestDirectives::default(),
-            fwd: None,
-            stale: None,
-            origin_not_modified: None,
-            origin_sent: None,
-            origin_sent_at: None,
-            origin_wait: None,
-            origin_tries: 0,
-            stale_connection_failures: 0,
-            cache_outcome: None,
-            etag_source: EtagSource::None,
-            status: 0,
-            body_bytes: 0,
-        }
-    }
-
-    pub fn route_name(&self) -> &str {
-        self.route.as_ref().map(|r| &*r.name).unwrap_or("")
+impl Routed {
+    pub fn host(&self) -> &str {
+        &self.authority[..self.host_len]
     }
 
     pub fn inner_report(&self) -> Option<&Arc<InnerReport>> {
@@ -183,6 +114,90 @@ impl RequestCtx {
             Role::Client => None,
         }
     }
+}
+
+/// The exchange with the origin, as far as it went.
+#[derive(Default)]
+pub struct OriginExchange {
+    /// When the request to the origin was sent (monotonic, for its duration)...
+    pub sent: Option<Instant>,
+    /// ...and by the wall clock (for the response's age).
+    pub sent_at: Option<SystemTime>,
+    /// How long the origin took to send its response header.
+    pub wait: Option<Duration>,
+    /// Attempts so far (a refused connection retries another server).
+    pub tries: usize,
+    /// Failures on pooled connections so far (see `Gateway::error_while_proxy`).
+    pub stale_connection_failures: usize,
+    /// The origin's 304 during a revalidation, merged into the stored header.
+    pub not_modified: Option<Box<ResponseHeader>>,
+}
+
+/// What the client was sent, for metrics and the access log.
+#[derive(Default)]
+pub struct Sent {
+    /// Status (also set when etagate wrote the response itself).
+    pub status: u16,
+    pub body_bytes: u64,
+    pub cache_outcome: Option<CacheOutcome>,
+    pub etag_source: EtagSource,
+}
+
+pub struct RequestCtx {
+    pub started: Instant,
+    pub stage: Stage,
+    pub origin: OriginExchange,
+    pub sent: Sent,
+}
+
+impl RequestCtx {
+    pub fn new() -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            stage: Stage::Unrouted { host: None },
+            origin: OriginExchange::default(),
+            sent: Sent::default(),
+        }
+    }
+
+    /// The routed request; an internal error in a phase that only runs after routing.
+    pub fn routed(&self) -> Result<&Routed> {
+        match &self.stage {
+            Stage::Routed(r) => Ok(r),
+            Stage::Unrouted { .. } => Err(not_routed()),
+        }
+    }
+
+    pub fn routed_mut(&mut self) -> Result<&mut Routed> {
+        match &mut self.stage {
+            Stage::Routed(r) => Ok(r),
+            Stage::Unrouted { .. } => Err(not_routed()),
+        }
+    }
+
+    /// The route, when the request has one.
+    pub fn route(&self) -> Option<&Arc<Route>> {
+        self.routed().ok().map(|r| &r.route)
+    }
+
+    pub fn inner_report(&self) -> Option<&Arc<InnerReport>> {
+        self.routed().ok().and_then(Routed::inner_report)
+    }
+
+    /// The canonical host, when the authority was valid.
+    pub fn host(&self) -> Option<&str> {
+        match &self.stage {
+            Stage::Routed(r) => Some(r.host()),
+            Stage::Unrouted { host } => host.as_deref(),
+        }
+    }
+}
+
+fn not_routed() -> Box<Error> {
+    Error::explain(
+        ErrorType::InternalError,
+        "a phase that needs a routed request ran before routing",
+    )
 }
 
 impl Default for RequestCtx {

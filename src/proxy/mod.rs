@@ -1,21 +1,23 @@
 //! The gateway's `ProxyHttp` implementation: a thin conductor over Pingora's phases.
 //!
 //! HTTP semantics live in [`crate::http`], the cache in [`crate::cache`], the configuration in
-//! [`crate::config`]; each phase here only asks them and acts.
+//! [`crate::runtime`]; each phase here asks them (or the modules beside it) and acts.
 //!
-//! A client's GET or HEAD takes one of three paths, decided in `request_filter`:
+//! A client's GET or HEAD takes one of three paths, decided in `request_filter`
+//! ([`admission::plan`]):
 //!
 //! ```text
-//! request_filter (client)
-//!   ├─ a stored response the request may use ──► written from the cache (outer::serve_stored)
+//! request_filter (client): authority checked, route and key chosen (admission)
+//!   ├─ a stored response the request may use ──► written from the cache (stored)
 //!   │     (stale-while-revalidate also starts a background refresh)
-//!   ├─ content ETags on, or the request is conditional ──► outer::forward
-//!   │     spawns an inner subrequest, buffers and hashes its response, applies
-//!   │     preconditions/range, writes 200/206/304/412/416 itself
+//!   ├─ content ETags on, or the request is conditional ──► relay::forward
+//!   │     spawns an inner subrequest (subrequest), buffers and hashes its response,
+//!   │     applies preconditions/range, writes 200/206/304/412/416 itself (relay, respond)
 //!   └─ otherwise ──► Pingora's pipeline in this same request (below)
 //!
 //! inner subrequest, or the pipeline of a plain request:
-//! request_filter (inner) ── strip client conditionals and Range, HEAD becomes GET
+//! request_filter (inner) ── the outer's route and key; client conditionals and Range
+//!                           stripped, HEAD becomes GET
 //! request_cache_filter ── enable the shared cache for GET on caching routes
 //! cache_key_callback ── primary key + the variance the stored Vary asks for
 //! cache_hit_filter ── our freshness rules (request directives included) decide use or revalidate
@@ -24,7 +26,7 @@
 //!                            never sent as validators, Surrogate-Capability announced
 //! upstream_response_filter ── origin metrics, hop-by-hop fields dropped, the origin's 304
 //!                             kept for merging, unsafe methods invalidate
-//! response_cache_filter ── RFC 9111 storability and freshness (or the 304 merge)
+//! response_cache_filter ── RFC 9111 storability and freshness (or the 304 merge) (storing)
 //! cache_vary_filter ── the variance of the request for the response's Vary
 //! response_filter ── the inner reports to its outer; a plain request gets Cache-Status
 //! fail_to_proxy ── 502 / 504 with a short body, logged with route and upstream
@@ -34,36 +36,40 @@
 //! Unsafe methods (POST, PUT, DELETE, ...) always take the plain pipeline without the cache and
 //! with their preconditions untouched: only the origin can judge them.
 
+pub mod admission;
+pub mod budget;
 pub mod ctx;
-pub mod forward;
-pub mod outer;
+pub mod outcome;
+pub mod relay;
 pub mod respond;
+pub mod stored;
 pub mod storing;
+pub mod subrequest;
+pub mod upstream;
+
+#[cfg(test)]
+mod hook_tests;
 
 use crate::access_log::{AccessLogger, AccessRecord};
 use crate::cache::entry::FillPolicy;
-use crate::cache::key::PrimaryKey;
 use crate::cache::storage::Found;
 use crate::cache::SharedCache;
 use crate::control::ProcessState;
-use crate::http::authority::Authority;
-use crate::http::cache_control::RequestDirectives;
-use crate::http::cache_status::CacheStatus;
 use crate::http::etag::is_content_etag;
 use crate::http::freshness::{usability, Use, SURROGATE_DEVICE};
 use crate::http::headers::strip_hop_by_hop;
+use crate::http::preconditions::{is_conditional, CONDITIONAL_FIELDS};
 use crate::http::vary::{variance, VarySpec};
-use crate::metrics::{CacheOutcome, OriginOutcome};
+use crate::metrics::OriginOutcome;
 use crate::runtime::LiveConfig;
+use admission::{Forward, Plan};
 use async_trait::async_trait;
+use budget::BufferBudget;
 use bytes::Bytes;
-use ctx::{EtagSource, Fwd, InnerPlan, RequestCtx, Role};
-use http::header::{
-    CACHE_CONTROL, ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE,
-    RANGE,
-};
+use ctx::{EtagSource, Fwd, RequestCtx, Stage};
+use http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
 use http::Method;
-use outer::{BufferBudget, StoredUse};
+use outcome::{PipelinePhase, StoredUse};
 use pingora_cache::key::HashBinary;
 use pingora_cache::{
     CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, ForcedFreshness, HitHandler,
@@ -107,38 +113,6 @@ impl Gateway {
     }
 }
 
-/// The authority a request is for, checked (RFC 9112 §3.2, RFC 9110 §7.2): the request
-/// target's own authority (absolute form, or HTTP/2's `:authority`), else `Host`.
-///
-/// An HTTP/1.1 request must carry exactly one valid `Host`, even in absolute form. An
-/// HTTP/1.0 request may carry none: it is for the address it reached.
-fn request_authority(session: &Session, scheme: &str) -> std::result::Result<Authority, String> {
-    let req = session.req_header();
-    let mut hosts = req.headers.get_all(http::header::HOST).iter();
-    let host = hosts.next();
-    if hosts.next().is_some() {
-        return Err("more than one Host header".to_string());
-    }
-    let host = match host.map(|h| Authority::parse(h.as_bytes(), scheme)) {
-        Some(Err(why)) => return Err(format!("invalid Host header: {why}")),
-        Some(Ok(a)) => Some(a),
-        None => None,
-    };
-    if let Some(target) = req.uri.authority() {
-        return Authority::parse(target.as_str().as_bytes(), scheme)
-            .map_err(|why| format!("invalid request target authority: {why}"));
-    }
-    match host {
-        Some(a) => Ok(a),
-        None if req.version <= http::Version::HTTP_10 => session
-            .server_addr()
-            .and_then(|a| a.as_inet())
-            .and_then(|a| Authority::parse(a.to_string().as_bytes(), scheme).ok())
-            .ok_or_else(|| "no Host header".to_string()),
-        None => Err("no Host header (RFC 9112 section 3.2 requires one)".to_string()),
-    }
-}
-
 fn scheme(session: &Session) -> &'static str {
     match session.digest().and_then(|d| d.ssl_digest.as_ref()) {
         Some(_) => "https",
@@ -154,156 +128,109 @@ fn is_safe(m: &Method) -> bool {
     )
 }
 
-/// The request fields that make a request conditional or partial; the outer request evaluates
-/// them, so the inner fetch goes without them.
-const CONDITIONAL_FIELDS: [http::HeaderName; 6] = [
-    IF_MATCH,
-    IF_NONE_MATCH,
-    IF_MODIFIED_SINCE,
-    IF_UNMODIFIED_SINCE,
-    IF_RANGE,
-    RANGE,
-];
-
-fn is_conditional(req: &RequestHeader) -> bool {
-    CONDITIONAL_FIELDS
-        .iter()
-        .any(|h| req.headers.contains_key(h))
-}
-
-/// A small plain-text response written by etagate itself.
-pub async fn respond_text(
+/// A response etagate writes itself; the status is recorded even if the client is gone.
+async fn respond_text(
     session: &mut Session,
+    ctx: &mut RequestCtx,
     status: u16,
     text: &str,
-    ctx: &mut RequestCtx,
 ) -> Result<()> {
-    let body = Bytes::from(format!("{status} {text}\n"));
-    let mut resp = ResponseHeader::build(status, Some(4))?;
-    resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-    resp.insert_header(CACHE_CONTROL, "no-store")?;
-    let head_only = session.req_header().method == Method::HEAD;
-    session
-        .write_response_header(Box::new(resp), head_only)
-        .await?;
-    if !head_only {
-        ctx.body_bytes += body.len() as u64;
-        session.write_response_body(Some(body), true).await?;
-    }
-    ctx.status = status;
+    ctx.sent.status = status;
+    let delivery = respond::respond_text(session, status, text).await?;
+    ctx.sent.body_bytes += delivery.body_bytes;
     Ok(())
 }
 
 impl Gateway {
-    /// The inner subrequest of an outer request: take over the outer's decisions and make the
-    /// request a plain, unconditional GET so the whole response can be fetched and stored.
-    fn inner_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) {
-        let plan = session
-            .subrequest_ctx
-            .as_ref()
-            .and_then(|c| c.user_ctx())
-            .and_then(|u| u.downcast_ref::<InnerPlan>());
-        if let Some(p) = plan {
-            ctx.role = Role::Inner(p.report.clone());
-            ctx.config = Some(p.config.clone());
-            ctx.route = Some(p.route.clone());
-            ctx.key = Some(p.key.clone());
-            ctx.authority = Some(p.authority.clone());
-        }
+    /// The inner subrequest of an outer request: take over the outer's route and key and make
+    /// the request a plain, unconditional GET so the whole response can be fetched and stored.
+    fn inner_request_filter(session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let Some(plan) = subrequest::plan_of(session) else {
+            return Error::e_explain(ErrorType::InternalError, "a subrequest without a plan");
+        };
+        let req = session.req_header();
+        let routed = plan.routed(crate::http::cache_control::RequestDirectives::parse(
+            req.headers.get_all(CACHE_CONTROL),
+        ));
+        ctx.stage = Stage::Routed(Box::new(routed));
         let req = session.req_header_mut();
-        if let Some(a) = &ctx.authority {
-            // Cannot fail: the authority is a valid header value by construction.
-            let _ = req.insert_header(http::header::HOST, &**a);
-        }
         if req.method == Method::HEAD {
             req.set_method(Method::GET);
         }
         for h in &CONDITIONAL_FIELDS {
             req.remove_header(h);
         }
-        ctx.request_directives = RequestDirectives::parse(req.headers.get_all(CACHE_CONTROL));
+        Ok(())
+    }
+
+    /// A GET or HEAD: a stored response when one may answer, else forward it.
+    async fn fetch(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        lookup: bool,
+        forward: Forward,
+    ) -> Result<bool> {
+        let store = self.cache.store;
+        if !lookup {
+            ctx.routed_mut()?.fwd = Some(Fwd::Bypass);
+        } else {
+            let routed = ctx.routed()?;
+            let fwd = match store.find(&routed.key.hash, &session.req_header().headers) {
+                Found::Hit(entry) => match stored::stored_use(&entry, &routed.directives) {
+                    Some(how) => {
+                        if how == StoredUse::WhileRevalidating {
+                            subrequest::spawn_refresh(session, routed, &entry);
+                        }
+                        stored::serve_stored(session, ctx, store, &entry, how).await?;
+                        return Ok(true);
+                    }
+                    None => {
+                        ctx.routed_mut()?.stale = Some(entry);
+                        Fwd::Stale
+                    }
+                },
+                Found::UriMiss => Fwd::UriMiss,
+                Found::VaryMiss => Fwd::VaryMiss,
+            };
+            let routed = ctx.routed_mut()?;
+            routed.fwd = Some(fwd);
+            if routed.directives.only_if_cached {
+                let text = "Gateway Timeout: not in the cache (only-if-cached)";
+                respond_text(session, ctx, 504, text).await?;
+                return Ok(true);
+            }
+        }
+        match forward {
+            Forward::Subrequest => relay::forward(session, ctx, store, &self.buffers).await,
+            Forward::Pipeline => Ok(false),
+        }
     }
 
     /// Cache-Status for a request that took Pingora's pipeline itself.
-    fn plain_cache_status(
+    fn label_pipeline_response(
         session: &Session,
         ctx: &mut RequestCtx,
         resp: &mut ResponseHeader,
     ) -> Result<()> {
-        let phase = session.cache.phase();
-        let origin = resp.status.as_u16();
-        let (status, outcome) = match phase {
-            CachePhase::Hit => (
-                CacheStatus {
-                    hit: true,
-                    ..Default::default()
-                },
-                CacheOutcome::Hit,
-            ),
-            CachePhase::Miss => (
-                CacheStatus {
-                    fwd: Some(ctx.fwd.map(Fwd::as_str).unwrap_or("miss")),
-                    fwd_status: Some(origin),
-                    stored: true,
-                    ..Default::default()
-                },
-                CacheOutcome::Miss,
-            ),
-            CachePhase::Expired => (
-                CacheStatus {
-                    fwd: Some("stale"),
-                    fwd_status: Some(origin),
-                    stored: true,
-                    ..Default::default()
-                },
-                CacheOutcome::RevalidatedChanged,
-            ),
-            CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => (
-                CacheStatus {
-                    fwd: Some("stale"),
-                    fwd_status: Some(304),
-                    stored: matches!(phase, CachePhase::Revalidated),
-                    ..Default::default()
-                },
-                CacheOutcome::RevalidatedUnchanged,
-            ),
-            CachePhase::Disabled(_) if ctx.key.is_some() && ctx.fwd != Some(Fwd::Bypass) => (
-                CacheStatus {
-                    fwd: Some(ctx.fwd.map(Fwd::as_str).unwrap_or("miss")),
-                    fwd_status: Some(origin),
-                    ..Default::default()
-                },
-                CacheOutcome::Uncacheable,
-            ),
-            _ => (
-                CacheStatus {
-                    fwd: Some("bypass"),
-                    fwd_status: Some(origin),
-                    ..Default::default()
-                },
-                CacheOutcome::Bypass,
-            ),
+        let routed = ctx.routed()?;
+        let phase = match session.cache.phase() {
+            CachePhase::Hit => PipelinePhase::Hit,
+            CachePhase::Miss => PipelinePhase::Miss,
+            CachePhase::Expired => PipelinePhase::Expired,
+            CachePhase::Revalidated => PipelinePhase::Revalidated { stored: true },
+            CachePhase::RevalidatedNoCache(_) => PipelinePhase::Revalidated { stored: false },
+            _ => PipelinePhase::Disabled,
         };
-        ctx.cache_outcome = Some(outcome);
-        let mut status = status;
-        if ctx.route.as_ref().is_some_and(|r| r.spec.debug_headers) {
-            if let Some(k) = &ctx.key {
-                if let Some(text) = k.text() {
-                    status.key = Some(text.to_string());
-                    resp.insert_header("x-cache-key", text)?;
-                }
-            }
-            resp.insert_header(
-                "x-cache-hit",
-                if matches!(phase, CachePhase::Hit) {
-                    "true"
-                } else {
-                    "false"
-                },
-            )?;
-        }
-        resp.insert_header("cache-status", status.render())?;
+        let (status, cache_outcome) = outcome::of_pipeline(phase, routed.fwd, resp.status.as_u16());
+        let debug_key = routed.route.spec.debug_headers.then(|| routed.key.clone());
+        outcome::label(
+            resp,
+            status,
+            debug_key.as_deref(),
+            phase == PipelinePhase::Hit,
+        )?;
+        ctx.sent.cache_outcome = Some(cache_outcome);
         Ok(())
     }
 }
@@ -316,9 +243,9 @@ impl ProxyHttp for Gateway {
         RequestCtx::new()
     }
 
-    /// Runs first for every request. HTTP/1.1 pipelining is turned on: a client that sends its
-    /// next request before reading the response gets its answers in order (RFC 9112 §9.3.2)
-    /// instead of a connection closed under the second request.
+    /// Runs first for every request, before any module. Turns HTTP/1.1 pipelining on: a
+    /// client that sends its next request before reading the response gets its answers in
+    /// order (RFC 9112 §9.3.2) instead of a connection closed under the second request.
     async fn early_request_filter(
         &self,
         session: &mut Session,
@@ -328,18 +255,22 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    /// Whether a request may spawn subrequests: client requests may (an outer request's inner,
+    /// a background refresh), inner requests may not.
     fn allow_spawning_subrequest(&self, session: &Session, _ctx: &RequestCtx) -> bool {
         session.subrequest_ctx.is_none()
     }
 
-    /// Routes the request under the config snapshot it keeps to its end (404 when no route
-    /// matches), then answers from the cache or through an inner subrequest when it can.
+    /// Runs once the request header is read; may answer the request itself (`Ok(true)`).
+    ///
+    /// A client request is checked and routed under the config snapshot it keeps to its end
+    /// (400 for an invalid authority, 404 when no route matches), then answered from the cache
+    /// or through an inner subrequest when it can ([`admission::plan`]); otherwise it goes on
+    /// through Pingora's pipeline. An inner request takes its outer's route and key.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         if session.subrequest_ctx.is_some() {
-            self.inner_request_filter(session, ctx);
-            if ctx.route.is_some() {
-                return Ok(false);
-            }
+            Gateway::inner_request_filter(session, ctx)?;
+            return Ok(false);
         }
         if self.state.draining() {
             // Another process has (or will have) the listening sockets: after this response the
@@ -347,108 +278,44 @@ impl ProxyHttp for Gateway {
             session.set_keepalive(None);
         }
         let config = self.live.snapshot();
-        let scheme = scheme(session);
-        let authority = match request_authority(session, scheme) {
-            Ok(a) => a,
-            Err(why) => {
-                session.set_keepalive(None);
-                respond_text(session, 400, &format!("Bad Request: {why}"), ctx).await?;
+        let local = session.server_addr().and_then(|a| a.as_inet()).copied();
+        match admission::admit(session.req_header(), scheme(session), local, &config) {
+            Ok(routed) => ctx.stage = Stage::Routed(Box::new(routed)),
+            Err(refusal) => {
+                ctx.stage = Stage::Unrouted { host: refusal.host };
+                if refusal.status == 400 {
+                    session.set_keepalive(None);
+                }
+                respond_text(session, ctx, refusal.status, &refusal.reason).await?;
                 return Ok(true);
             }
-        };
-        // The origin gets exactly the authority that routes and keys the request.
-        session
-            .req_header_mut()
-            .insert_header(http::header::HOST, authority.as_str())?;
+        }
         let req = session.req_header();
-        ctx.host = authority.host().to_string();
-        ctx.authority = Some(Arc::from(authority.as_str()));
-        let route = config.route(&ctx.host, req.uri.path()).cloned();
-        let pq = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let key = if route.as_ref().is_some_and(|r| r.spec.debug_headers) {
-            PrimaryKey::with_text(scheme, authority.as_str(), pq)
-        } else {
-            PrimaryKey::new(scheme, authority.as_str(), pq)
-        };
-        ctx.key = Some(Arc::new(key));
-        ctx.config = Some(config);
-        let Some(route) = route else {
-            respond_text(
-                session,
-                404,
-                "Not Found: no route for this host and path",
-                ctx,
-            )
-            .await?;
-            return Ok(true);
-        };
-        ctx.route = Some(route.clone());
-        if session.subrequest_ctx.is_some() {
-            return Ok(false);
-        }
-        let method = session.req_header().method.clone();
-        if method != Method::GET && method != Method::HEAD {
-            ctx.fwd = Some(Fwd::Bypass);
-            return Ok(false);
-        }
-        ctx.request_directives =
-            RequestDirectives::parse(session.req_header().headers.get_all(CACHE_CONTROL));
-
-        if route.spec.cache.enabled {
-            let store = self.cache.store;
-            let primary = ctx.key.as_ref().map(|k| k.hash).unwrap_or_default();
-            match store.find(&primary, &session.req_header().headers) {
-                Found::Hit(entry) => match outer::stored_use(&entry, ctx) {
-                    Some(how) => {
-                        if how == StoredUse::WhileRevalidating {
-                            outer::spawn_refresh(session, ctx, &entry);
-                        }
-                        outer::serve_stored(session, ctx, store, &entry, how).await?;
-                        return Ok(true);
-                    }
-                    None => {
-                        ctx.fwd = Some(Fwd::Stale);
-                        ctx.stale = Some(entry);
-                    }
-                },
-                Found::UriMiss => ctx.fwd = Some(Fwd::UriMiss),
-                Found::VaryMiss => ctx.fwd = Some(Fwd::VaryMiss),
+        let spec = &ctx.routed()?.route.spec;
+        match admission::plan(
+            &req.method,
+            spec.cache.enabled,
+            spec.etag.enabled,
+            is_conditional(&req.headers),
+        ) {
+            Plan::Pass => {
+                ctx.routed_mut()?.fwd = Some(Fwd::Bypass);
+                Ok(false)
             }
-            if ctx.request_directives.only_if_cached {
-                respond_text(
-                    session,
-                    504,
-                    "Gateway Timeout: not in the cache (only-if-cached)",
-                    ctx,
-                )
-                .await?;
-                return Ok(true);
-            }
-        } else {
-            ctx.fwd = Some(Fwd::Bypass);
+            Plan::Fetch { lookup, forward } => self.fetch(session, ctx, lookup, forward).await,
         }
-
-        if route.spec.etag.enabled || is_conditional(session.req_header()) {
-            return outer::forward(session, ctx, self.cache.store, &self.buffers).await;
-        }
-        Ok(false)
     }
 
     /// GET on a caching route uses the shared cache; concurrent misses for one key wait for the
     /// first (up to `cache.lock_timeout`).
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        let (Some(route), Some(config)) = (ctx.route.as_ref(), ctx.config.as_ref()) else {
-            return Ok(());
-        };
+        let routed = ctx.routed()?;
         let method = &session.req_header().method;
-        if !route.spec.cache.enabled
-            || ctx.key.is_none()
-            || (method != Method::GET && method != Method::HEAD)
-        {
+        if !routed.route.spec.cache.enabled || (method != Method::GET && method != Method::HEAD) {
             return Ok(());
         }
         let mut overrides = CacheOptionOverrides::default();
-        overrides.wait_timeout = Some(config.config.cache.lock_timeout);
+        overrides.wait_timeout = Some(routed.config.config.cache.lock_timeout);
         session.cache.enable(
             self.cache.store,
             None,
@@ -461,10 +328,7 @@ impl ProxyHttp for Gateway {
 
     /// The primary key, with the variance the stored responses' `Vary` selects.
     fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
-        let key = ctx
-            .key
-            .as_ref()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no cache key"))?;
+        let key = &ctx.routed()?.key;
         let variance = self
             .cache
             .store
@@ -472,7 +336,8 @@ impl ProxyHttp for Gateway {
         Ok(key.to_cache_key(variance))
     }
 
-    /// etagate's freshness rules (request directives included) decide, not the stored
+    /// A stored response was found inside the pipeline: etagate's freshness rules (request
+    /// directives included) decide whether it is used or revalidated, not the stored
     /// deadline alone.
     async fn cache_hit_filter(
         &self,
@@ -488,7 +353,7 @@ impl ProxyHttp for Gateway {
         let usable = !matches!(
             usability(
                 &policy.freshness,
-                &ctx.request_directives,
+                &ctx.routed()?.directives,
                 SystemTime::now()
             ),
             Use::Validate
@@ -500,21 +365,30 @@ impl ProxyHttp for Gateway {
         })
     }
 
-    /// RFC 9111 storability and freshness; after a 304, the merged stored response.
+    /// The origin's response header arrived on a caching request: RFC 9111 storability and
+    /// freshness decide whether it is stored; after a 304, the merged stored response.
     fn response_cache_filter(
         &self,
         session: &Session,
         resp: &ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<RespCacheable> {
+        let route = &ctx.routed()?.route;
+        let sent_at = ctx.origin.sent_at;
         // Pingora's phase is `Stale` both when the origin answered a revalidation with 304 and
         // when it sent a whole new response; only the former is a merge.
-        let merged_304 = ctx.origin_not_modified.is_some();
-        let decision = match session.cache.maybe_cache_meta() {
-            Some(stored) if merged_304 => {
-                storing::decide_revalidated(session.req_header(), stored.response_header(), ctx)
-            }
-            _ => storing::decide_fresh_response(session.req_header(), resp, ctx),
+        let decision = match (
+            session.cache.maybe_cache_meta(),
+            ctx.origin.not_modified.as_deref(),
+        ) {
+            (Some(stored), Some(not_modified)) => storing::decide_revalidated(
+                session.req_header(),
+                stored.response_header(),
+                not_modified,
+                route,
+                sent_at,
+            ),
+            _ => storing::decide_fresh_response(session.req_header(), resp, route, sent_at),
         };
         if let Some(report) = ctx.inner_report() {
             report
@@ -524,6 +398,7 @@ impl ProxyHttp for Gateway {
         Ok(decision)
     }
 
+    /// The variance of this request under the `Vary` of the response being stored or used.
     fn cache_vary_filter(
         &self,
         meta: &CacheMeta,
@@ -547,17 +422,14 @@ impl ProxyHttp for Gateway {
         false
     }
 
+    /// Which server of the route's upstream to connect to (round robin over healthy ones).
     async fn upstream_peer(
         &self,
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let route = ctx
-            .route
-            .as_ref()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route selected"))?;
-        ctx.origin_tries += 1;
-        forward::peer(&route.upstream)
+        ctx.origin.tries += 1;
+        upstream::peer(&ctx.routed()?.route.upstream)
     }
 
     /// A refused or failed connection is retried on another server while servers remain.
@@ -569,11 +441,10 @@ impl ProxyHttp for Gateway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         let servers = ctx
-            .route
-            .as_ref()
+            .route()
             .map(|r| r.upstream.spec.servers.len())
             .unwrap_or(1);
-        if ctx.origin_tries < servers && !matches!(e.etype(), ErrorType::ConnectTimedout) {
+        if ctx.origin.tries < servers && !matches!(e.etype(), ErrorType::ConnectTimedout) {
             e.set_retry(true);
         }
         e
@@ -595,9 +466,9 @@ impl ProxyHttp for Gateway {
         let replayable = session.req_header().method.is_idempotent()
             && !session.as_ref().retry_buffer_truncated();
         if client_reused {
-            ctx.stale_connection_failures += 1;
+            ctx.origin.stale_connection_failures += 1;
         }
-        if replayable && ctx.stale_connection_failures <= STALE_CONNECTION_RETRIES {
+        if replayable && ctx.origin.stale_connection_failures <= STALE_CONNECTION_RETRIES {
             e.retry.decide_reuse(client_reused);
         } else {
             e.set_retry(false);
@@ -605,23 +476,23 @@ impl ProxyHttp for Gateway {
         e
     }
 
+    /// The request about to be sent to the origin: Host, X-Forwarded-*, unkeyed inputs
+    /// dropped, etagate's own ETags never offered as validators, Surrogate-Capability.
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let route = ctx
-            .route
-            .as_ref()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route selected"))?;
+        let routed = ctx.routed()?;
         let client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        forward::rewrite_request(
+        upstream::rewrite_request(
             upstream_request,
-            &route.upstream,
+            &routed.route.upstream,
+            &routed.authority,
             client_ip,
             scheme(session),
         )?;
@@ -634,17 +505,19 @@ impl ProxyHttp for Gateway {
         {
             upstream_request.remove_header(&IF_NONE_MATCH);
         }
-        if route.spec.cache.enabled {
+        if routed.route.spec.cache.enabled {
             upstream_request.insert_header(
                 "surrogate-capability",
                 format!("{SURROGATE_DEVICE}=\"Surrogate/1.0\""),
             )?;
         }
-        ctx.origin_sent = Some(Instant::now());
-        ctx.origin_sent_at = Some(SystemTime::now());
+        ctx.origin.sent = Some(Instant::now());
+        ctx.origin.sent_at = Some(SystemTime::now());
         Ok(())
     }
 
+    /// The origin's response header arrived: origin metrics, hop-by-hop fields dropped, a 304
+    /// kept for the merge, and a successful unsafe request invalidates what it changed.
     async fn upstream_response_filter(
         &self,
         session: &mut Session,
@@ -655,41 +528,44 @@ impl ProxyHttp for Gateway {
         if upstream_response.status.is_informational() {
             return Ok(());
         }
-        if let (Some(sent), Some(route)) = (ctx.origin_sent, ctx.route.as_ref()) {
+        let routed = ctx.routed()?;
+        if let Some(sent) = ctx.origin.sent {
             let waited = sent.elapsed();
-            ctx.origin_wait = Some(waited);
-            let m = &route.upstream.metrics;
+            let m = &routed.route.upstream.metrics;
             m.duration.observe(waited.as_secs_f64());
             m.outcome(OriginOutcome::from_status(status));
-            if let Some(report) = ctx.inner_report() {
+            if let Some(report) = routed.inner_report() {
                 report
                     .origin_wait_us
                     .store(waited.as_micros() as u64, Ordering::Release);
                 report.origin_status.store(status, Ordering::Release);
             }
+            ctx.origin.wait = Some(waited);
         }
         if status != 101 {
             strip_hop_by_hop(upstream_response);
         }
         if status == 304 {
-            ctx.origin_not_modified = Some(Box::new(upstream_response.clone()));
+            ctx.origin.not_modified = Some(Box::new(upstream_response.clone()));
         }
         let req = session.req_header();
         if !is_safe(&req.method) && (200..400).contains(&status) {
-            let authority = req
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("");
-            for key in
-                storing::invalidation_targets(req, upstream_response, scheme(session), authority)
-            {
+            let routed = ctx.routed()?;
+            for key in storing::invalidation_targets(
+                req,
+                upstream_response,
+                scheme(session),
+                &routed.authority,
+            ) {
                 self.cache.store.purge_primary(&key.hash);
             }
         }
         Ok(())
     }
 
+    /// The response header about to go downstream (not called for responses etagate writes
+    /// itself): an inner reports how it was answered to its outer; a plain request gets its
+    /// `Cache-Status`.
     async fn response_filter(
         &self,
         session: &mut Session,
@@ -706,16 +582,17 @@ impl ProxyHttp for Gateway {
             }
             return Ok(());
         }
-        ctx.status = upstream_response.status.as_u16();
+        ctx.sent.status = upstream_response.status.as_u16();
         if upstream_response.headers.contains_key(ETAG) {
-            ctx.etag_source = EtagSource::Origin;
+            ctx.sent.etag_source = EtagSource::Origin;
         }
-        if ctx.key.is_some() && ctx.route.is_some() {
-            Gateway::plain_cache_status(session, ctx, upstream_response)?;
+        if ctx.routed().is_err() {
+            return Ok(());
         }
-        Ok(())
+        Gateway::label_pipeline_response(session, ctx, upstream_response)
     }
 
+    /// Each body chunk going downstream, counted for the log.
     fn response_body_filter(
         &self,
         _session: &mut Session,
@@ -724,40 +601,24 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
         if let Some(b) = body {
-            ctx.body_bytes += b.len() as u64;
+            ctx.sent.body_bytes += b.len() as u64;
         }
         Ok(None)
     }
 
-    /// 502 when the origin is unreachable or broke the response, 504 when it was too slow;
-    /// each with a short body, logged with route and upstream.
+    /// Proxying failed: 502 when the origin is unreachable or broke the response, 504 when it
+    /// was too slow; each with a short body, logged with route and upstream.
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let (code, outcome, text) = match (e.etype(), e.esource()) {
-            (ErrorType::HTTPStatus(c), _) => (*c, OriginOutcome::Error, "Bad Gateway"),
-            (_, pingora_error::ErrorSource::Upstream) => forward::failure_status(e),
-            (_, pingora_error::ErrorSource::Downstream) => {
-                // The client went away or sent garbage; nothing useful can be written.
-                let code = match e.etype() {
-                    ErrorType::ReadError
-                    | ErrorType::WriteError
-                    | ErrorType::ConnectionClosed
-                    | ErrorType::ReadTimedout
-                    | ErrorType::WriteTimedout => 0,
-                    _ => 400,
-                };
-                (code, OriginOutcome::Error, "Bad Request")
-            }
-            _ => (500, OriginOutcome::Error, "Internal Server Error"),
-        };
+        let (code, outcome, text) = upstream::failure_response(e);
         let relayed =
             matches!(e.etype(), ErrorType::HTTPStatus(_)) || session.response_written().is_some();
         if matches!(e.esource(), pingora_error::ErrorSource::Upstream) && !relayed {
-            if let Some(route) = &ctx.route {
+            if let Some(route) = ctx.route() {
                 route.upstream.metrics.outcome(outcome);
                 log::warn!(
                     "route={} upstream={} {} {}: {e}",
@@ -775,9 +636,7 @@ impl ProxyHttp for Gateway {
                 504 => format!("Gateway Timeout: {text}"),
                 _ => text.to_string(),
             };
-            if respond_text(session, code, &reason, ctx).await.is_err() {
-                ctx.status = code;
-            }
+            let _ = respond_text(session, ctx, code, &reason).await;
             if session.subrequest_ctx.is_some() {
                 // Pingora does not finish the downstream of a failed request, and an inner
                 // subrequest's response only ends when finished: unfinished, the outer would
@@ -786,7 +645,7 @@ impl ProxyHttp for Gateway {
                 let _ = session.finish_body().await;
             }
         } else {
-            ctx.status = code;
+            ctx.sent.status = code;
         }
         FailToProxy {
             error_code: code,
@@ -800,33 +659,36 @@ impl ProxyHttp for Gateway {
             || ctx.inner_report().is_some()
     }
 
+    /// The request is over: its metrics and access log line (client requests only; an inner
+    /// request is accounted for by its outer).
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        if ctx.inner_report().is_some() || session.subrequest_ctx.is_some() {
-            // The client request this inner request served is logged once, by the outer.
+        if session.subrequest_ctx.is_some() {
             return;
         }
         let total = ctx.started.elapsed();
-        if ctx.status == 0 {
-            ctx.status = session
+        if ctx.sent.status == 0 {
+            ctx.sent.status = session
                 .response_written()
                 .map(|r| r.status.as_u16())
                 .unwrap_or(0);
         }
-        let m = match &ctx.route {
+        let m = match ctx.route() {
             Some(route) => &route.metrics,
             None => &*crate::metrics::UNROUTED,
         };
         m.duration.observe(total.as_secs_f64());
-        m.body_bytes.inc_by(ctx.body_bytes);
-        if let Some(o) = ctx.cache_outcome {
+        m.body_bytes.inc_by(ctx.sent.body_bytes);
+        if let Some(o) = ctx.sent.cache_outcome {
             m.cache(o);
         }
         // Last, so a scrape that sees the request counted sees all of its other counts too.
-        m.request(ctx.status);
+        m.request(ctx.sent.status);
         if !self.access_log.enabled() {
             return;
         }
         let req = session.req_header();
+        let route = ctx.route();
+        let asked_origin = ctx.origin.tries > 0 || ctx.origin.wait.is_some();
         self.access_log.log(AccessRecord {
             time: SystemTime::now(),
             client: session
@@ -835,18 +697,16 @@ impl ProxyHttp for Gateway {
                 .map(|a| a.ip()),
             method: req.method.clone(),
             uri: req.uri.clone(),
-            host: std::mem::take(&mut ctx.host),
-            status: ctx.status,
-            route: ctx.route.as_ref().map(|r| r.name.clone()),
-            upstream: ctx
-                .route
-                .as_ref()
-                .filter(|_| ctx.origin_tries > 0 || ctx.origin_wait.is_some())
+            host: ctx.host().unwrap_or_default().to_string(),
+            status: ctx.sent.status,
+            route: route.map(|r| r.name.clone()),
+            upstream: route
+                .filter(|_| asked_origin)
                 .map(|r| r.upstream.name.clone()),
-            cache: ctx.cache_outcome.map(|o| o.as_str()).unwrap_or("-"),
-            etag: ctx.etag_source.as_str(),
-            body_bytes: ctx.body_bytes,
-            upstream_seconds: ctx.origin_wait.map(|d| d.as_secs_f64()),
+            cache: ctx.sent.cache_outcome.map(|o| o.as_str()).unwrap_or("-"),
+            etag: ctx.sent.etag_source.as_str(),
+            body_bytes: ctx.sent.body_bytes,
+            upstream_seconds: ctx.origin.wait.map(|d| d.as_secs_f64()),
             total_seconds: total.as_secs_f64(),
         });
     }

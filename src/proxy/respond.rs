@@ -1,14 +1,13 @@
-//! Writing a response etagate assembled itself (a stored one, or one it buffered to hash):
-//! preconditions, ranges and HEAD applied in one place.
+//! Writing a response etagate assembled itself (a stored one, one it buffered to hash, or a
+//! short answer of its own): preconditions, ranges and HEAD applied in one place.
 
 use crate::http::headers::not_modified_from;
-use crate::http::preconditions::{evaluate, if_range_allows, Outcome, Validators};
+use crate::http::preconditions::{
+    evaluate, has_preconditions, if_range_allows, Outcome, Validators,
+};
 use crate::http::range::{parse_range, RangeRequest};
 use bytes::Bytes;
-use http::header::{
-    CONTENT_LENGTH, CONTENT_RANGE, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE,
-    RANGE, TRANSFER_ENCODING,
-};
+use http::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE, TRANSFER_ENCODING};
 use http::Method;
 use pingora_error::Result;
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -71,15 +70,7 @@ pub fn precondition_decision(
     header: &ResponseHeader,
     from: Origin,
 ) -> Result<Option<Decision>> {
-    let conditional = [
-        IF_MATCH,
-        IF_NONE_MATCH,
-        IF_MODIFIED_SINCE,
-        IF_UNMODIFIED_SINCE,
-    ]
-    .iter()
-    .any(|h| req.headers.contains_key(h));
-    if !conditional || !(200..300).contains(&header.status.as_u16()) {
+    if !has_preconditions(&req.headers) || !(200..300).contains(&header.status.as_u16()) {
         return Ok(None);
     }
     let v = match from {
@@ -156,6 +147,21 @@ pub fn decide_unconditionally(
         range,
         head_only,
     })
+}
+
+/// A small plain-text response written by etagate itself (400, 404, 502, 504...).
+pub async fn respond_text(session: &mut Session, status: u16, text: &str) -> Result<Delivery> {
+    let body = Bytes::from(format!("{status} {text}\n"));
+    let mut resp = ResponseHeader::build(status, Some(4))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    resp.insert_header(CONTENT_LENGTH, body.len())?;
+    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    let decision = Decision::Send {
+        header: Box::new(resp),
+        range: None,
+        head_only: session.req_header().method == Method::HEAD,
+    };
+    send_complete(session, decision, &[body]).await
 }
 
 /// Counts of what was sent, for metrics and the access log.

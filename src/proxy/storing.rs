@@ -1,12 +1,12 @@
 //! What the cache keeps: the decision for each origin response, the stored form of its
 //! header, and the invalidations an unsafe request causes.
 
-use super::ctx::RequestCtx;
 use crate::cache::entry::{new_meta, FillPolicy};
 use crate::cache::key::PrimaryKey;
 use crate::http::freshness::{assess, Exchange, NotStored, StorePolicy};
 use crate::http::headers::{merge_not_modified, strip_hop_by_hop};
 use crate::http::vary::VarySpec;
+use crate::runtime::Route;
 use http::header::{CONTENT_LOCATION, CONTENT_TYPE, ETAG, LOCATION};
 use pingora_cache::{CacheMeta, NoCacheReason, RespCacheable};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -16,10 +16,10 @@ fn uncacheable(reason: NotStored) -> RespCacheable {
     RespCacheable::Uncacheable(NoCacheReason::Custom(reason.as_str()))
 }
 
-fn exchange(ctx: &RequestCtx) -> Exchange {
+fn exchange(sent_at: Option<SystemTime>) -> Exchange {
     let response_time = SystemTime::now();
     Exchange {
-        request_time: ctx.origin_sent_at.unwrap_or(response_time),
+        request_time: sent_at.unwrap_or(response_time),
         response_time,
     }
 }
@@ -31,15 +31,14 @@ fn meta_for(header: ResponseHeader, policy: FillPolicy) -> CacheMeta {
 }
 
 /// Decide whether to store a response fetched from the origin (the request method is already
-/// GET: HEAD was turned into GET for the fetch).
+/// GET: HEAD was turned into GET for the fetch). `sent_at`: when the request left for the
+/// origin.
 pub fn decide_fresh_response(
     req: &RequestHeader,
     resp: &ResponseHeader,
-    ctx: &RequestCtx,
+    route: &Route,
+    sent_at: Option<SystemTime>,
 ) -> RespCacheable {
-    let Some(route) = ctx.route.as_ref() else {
-        return uncacheable(NotStored::Method);
-    };
     let policy = StorePolicy {
         store_set_cookie: route.spec.cache.store_set_cookie,
     };
@@ -49,7 +48,7 @@ pub fn decide_fresh_response(
         &req.headers,
         status,
         &resp.headers,
-        &exchange(ctx),
+        &exchange(sent_at),
         &policy,
     ) {
         Err(reason) => uncacheable(reason),
@@ -81,15 +80,14 @@ pub fn decide_fresh_response(
 pub fn decide_revalidated(
     req: &RequestHeader,
     stored: &ResponseHeader,
-    ctx: &RequestCtx,
+    not_modified: &ResponseHeader,
+    route: &Route,
+    sent_at: Option<SystemTime>,
 ) -> RespCacheable {
-    let Some(not_modified) = ctx.origin_not_modified.as_deref() else {
-        return uncacheable(NotStored::Status);
-    };
     let Ok(merged) = merge_not_modified(stored, not_modified) else {
         return uncacheable(NotStored::Status);
     };
-    decide_fresh_response(req, &merged, ctx)
+    decide_fresh_response(req, &merged, route, sent_at)
 }
 
 /// The URLs a successful unsafe request invalidates (RFC 9111 §4.4): its own, and the

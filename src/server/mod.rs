@@ -15,7 +15,7 @@ use crate::cli::Cli;
 use crate::config::{self, ConfigErrors};
 use crate::control::{Control, ProcessState};
 use crate::metrics::METRICS;
-use crate::proxy::outer::BufferBudget;
+use crate::proxy::budget::BufferBudget;
 use crate::proxy::Gateway;
 use crate::runtime::instantiate::instantiate;
 use crate::runtime::{LiveConfig, RuntimeConfig};

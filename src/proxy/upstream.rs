@@ -5,7 +5,7 @@ use crate::metrics::OriginOutcome;
 use crate::runtime::Upstream;
 use http::header::{HeaderName, HOST};
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_error::{Error, ErrorType, Result};
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::RequestHeader;
 use std::time::Duration;
 
@@ -54,11 +54,13 @@ pub fn peer(upstream: &Upstream) -> Result<Box<HttpPeer>> {
     Ok(Box::new(peer))
 }
 
-/// Rewrite the request for the origin: Host (preserved unless the upstream sets one),
-/// X-Forwarded-For appended, X-Forwarded-Proto set, unkeyed inputs removed.
+/// Rewrite the request for the origin: `Host` is the request's canonical authority (or the
+/// upstream's own `host`), the target in origin form, X-Forwarded-For appended,
+/// X-Forwarded-Proto set, unkeyed inputs removed.
 pub fn rewrite_request(
     req: &mut RequestHeader,
     upstream: &Upstream,
+    authority: &str,
     client_ip: Option<std::net::IpAddr>,
     scheme: &'static str,
 ) -> Result<()> {
@@ -66,21 +68,15 @@ pub fn rewrite_request(
         req.remove_header(name);
     }
     // RFC 9112 §3.2.1: an origin server is sent the origin form; an absolute-form target's
-    // authority already travels as the (checked, canonical) Host.
+    // authority travels as Host.
     let raw = req.raw_path();
     if !raw.starts_with(b"/") && raw != b"*" {
         if let Some(pq) = req.uri.path_and_query().cloned() {
             req.set_uri(http::Uri::from(pq));
         }
     }
-    if let Some(host) = &upstream.spec.host {
-        req.insert_header(HOST, host.as_str())?;
-    } else if req.headers.get(HOST).is_none() {
-        // HTTP/2 clients send :authority instead of Host; HTTP/1.1 origins need Host.
-        if let Some(authority) = req.uri.authority().map(|a| a.as_str().to_string()) {
-            req.insert_header(HOST, authority)?;
-        }
-    }
+    let host = upstream.spec.host.as_deref().unwrap_or(authority);
+    req.insert_header(HOST, host)?;
     if let Some(ip) = client_ip {
         let xff = HeaderName::from_static("x-forwarded-for");
         let value = match req.headers.get(&xff).and_then(|v| v.to_str().ok()) {
@@ -93,8 +89,30 @@ pub fn rewrite_request(
     Ok(())
 }
 
+/// What a client gets when proxying failed: the status (0: nothing can be written, the
+/// client is gone), how the origin exchange is counted, and a short explanation.
+pub fn failure_response(e: &Error) -> (u16, OriginOutcome, &'static str) {
+    match (e.etype(), e.esource()) {
+        (ErrorType::HTTPStatus(c), _) => (*c, OriginOutcome::Error, "Bad Gateway"),
+        (_, ErrorSource::Upstream) => failure_status(e),
+        (_, ErrorSource::Downstream) => {
+            // The client went away or sent garbage; nothing useful can be written.
+            let code = match e.etype() {
+                ErrorType::ReadError
+                | ErrorType::WriteError
+                | ErrorType::ConnectionClosed
+                | ErrorType::ReadTimedout
+                | ErrorType::WriteTimedout => 0,
+                _ => 400,
+            };
+            (code, OriginOutcome::Error, "Bad Request")
+        }
+        _ => (500, OriginOutcome::Error, "Internal Server Error"),
+    }
+}
+
 /// The status a client gets when reaching the origin failed, and a short explanation.
-pub fn failure_status(e: &Error) -> (u16, OriginOutcome, &'static str) {
+fn failure_status(e: &Error) -> (u16, OriginOutcome, &'static str) {
     use ErrorType::*;
     match e.etype() {
         ConnectTimedout => (
@@ -136,10 +154,73 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timeouts_map_to_504_and_refusals_to_502() {
-        let t = Error::new(ErrorType::ReadTimedout);
-        assert_eq!(failure_status(&t).0, 504);
-        let r = Error::new(ErrorType::ConnectRefused);
-        assert_eq!(failure_status(&r).0, 502);
+    fn failures_map_to_the_status_the_client_gets() {
+        let cases: [(ErrorType, ErrorSource, u16, &str); 10] = [
+            (
+                ErrorType::ReadTimedout,
+                ErrorSource::Upstream,
+                504,
+                "slow origin",
+            ),
+            (
+                ErrorType::ConnectTimedout,
+                ErrorSource::Upstream,
+                504,
+                "slow connect",
+            ),
+            (
+                ErrorType::TLSHandshakeTimedout,
+                ErrorSource::Upstream,
+                504,
+                "slow TLS",
+            ),
+            (
+                ErrorType::ConnectRefused,
+                ErrorSource::Upstream,
+                502,
+                "refused",
+            ),
+            (
+                ErrorType::InvalidCert,
+                ErrorSource::Upstream,
+                502,
+                "bad certificate",
+            ),
+            (
+                ErrorType::InvalidHTTPHeader,
+                ErrorSource::Upstream,
+                502,
+                "garbage from origin",
+            ),
+            (
+                ErrorType::HTTPStatus(504),
+                ErrorSource::Internal,
+                504,
+                "a status etagate chose",
+            ),
+            (
+                ErrorType::ConnectionClosed,
+                ErrorSource::Downstream,
+                0,
+                "client gone",
+            ),
+            (
+                ErrorType::InvalidHTTPHeader,
+                ErrorSource::Downstream,
+                400,
+                "garbage from client",
+            ),
+            (
+                ErrorType::InternalError,
+                ErrorSource::Internal,
+                500,
+                "a bug",
+            ),
+        ];
+        for (etype, source, status, name) in cases {
+            let mut e = Error::new(etype);
+            e.esource = source;
+            assert_eq!(failure_response(&e).0, status, "{name}");
+        }
     }
 }

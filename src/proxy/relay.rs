@@ -1,0 +1,346 @@
+//! Relaying an inner response to the client, holding it back when it needs a content ETag.
+//!
+//! Pingora writes a response header before it reads the body, so no filter can add an ETag
+//! computed from that body. The client's request (the outer) reads the inner's response
+//! through a channel instead, buffers it up to the route's limit while hashing, and then
+//! writes it itself with the ETag in place and the client's preconditions applied
+//! (200/206/304/412/416). Bodies over the limit (or when the shared buffer budget is spent)
+//! go out as they arrive, without a computed ETag; they get one once stored, because the
+//! cache hashes while filling.
+
+use super::budget::{BufferBudget, Held};
+use super::ctx::{EtagSource, Fwd, RequestCtx};
+use super::outcome::{self, Forwarded};
+use super::respond::{decide, send_complete, slice_chunks, Decision, Delivery, Origin};
+use super::stored::serve_stale_on_error;
+use super::subrequest::{Inner, InnerReport, Piece};
+use crate::cache::storage::MemStore;
+use crate::http::cache_control::directives_of;
+use crate::http::etag::EntityTag;
+use crate::http::headers::{content_length, set_content_etag};
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG};
+use pingora_error::{Error, ErrorType, Result};
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+use std::ops::Range;
+
+/// Forward through an inner subrequest and answer the client. `Ok(false)` when subrequests are
+/// unavailable (the caller then lets the request continue through the normal pipeline).
+pub async fn forward(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    store: &MemStore,
+    buffers: &BufferBudget,
+) -> Result<bool> {
+    let Some(mut inner) = Inner::start(session, ctx.routed()?) else {
+        return Ok(false);
+    };
+    let result = relay(session, ctx, store, buffers, &mut inner).await;
+    // Whichever way the answer went, a response being stored is read to its end.
+    inner.release();
+    result.map(|()| true)
+}
+
+/// The body read so far, and whether it is all of it.
+struct Buffered<'a> {
+    chunks: Vec<Bytes>,
+    complete: bool,
+    /// The budget reservation for `chunks`, released once they are written.
+    held: Held<'a>,
+}
+
+async fn relay(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    store: &MemStore,
+    buffers: &BufferBudget,
+    inner: &mut Inner,
+) -> Result<()> {
+    let report = inner.report.clone();
+    let mut header = match inner.next().await {
+        Ok(Piece::Header(h)) => h,
+        Ok(_) | Err(_) => {
+            // The inner produced no response at all (it writes its own 502/504 for origin
+            // failures, so this is an internal failure).
+            if serve_stale_on_error(session, ctx, store, 0).await? {
+                return Ok(());
+            }
+            return Error::e_explain(
+                ErrorType::HTTPStatus(502),
+                "the inner request produced no response",
+            );
+        }
+    };
+    let status = header.status.as_u16();
+    ctx.origin.wait = report.origin_wait();
+    if report.origin_status().is_some() || matches!(status, 502 | 504) {
+        ctx.origin.tries = ctx.origin.tries.max(1);
+    }
+    if matches!(status, 500 | 502 | 503 | 504)
+        && serve_stale_on_error(session, ctx, store, status).await?
+    {
+        return Ok(());
+    }
+
+    let routed = ctx.routed()?;
+    let route = routed.route.clone();
+    let limit = routed.config.config.etag_buffer_budget;
+    let debug_key = route.spec.debug_headers.then(|| routed.key.clone());
+    let same_content = same_content(routed.stale.as_ref().and_then(|e| e.etag()), &header);
+    let fwd = routed.fwd;
+
+    let want_hash = status == 200
+        && !header.headers.contains_key(ETAG)
+        && route
+            .spec
+            .etag
+            .applies_to(header.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()))
+        && !no_store(&header);
+    let mut body = Buffered {
+        chunks: Vec::new(),
+        complete: inner.ended(),
+        held: buffers.hold(),
+    };
+    if want_hash && !body.complete {
+        let hash =
+            buffer_and_hash(inner, &mut body, buffers, route.spec.etag.max_buffer, limit).await?;
+        if let Some(hash) = hash {
+            set_content_etag(&mut header, &hash)?;
+            ctx.sent.etag_source = EtagSource::Computed;
+            route.metrics.content_etags.inc();
+        }
+    } else if header.headers.contains_key(ETAG) {
+        ctx.sent.etag_source = if report.served_from_cache() || report.revalidated() {
+            EtagSource::Stored
+        } else {
+            EtagSource::Origin
+        };
+    }
+
+    let (cache_status, cache_outcome) =
+        outcome::of_forwarded(&facts(&report, fwd, &header, same_content));
+    outcome::label(
+        &mut header,
+        cache_status,
+        debug_key.as_deref(),
+        report.served_from_cache(),
+    )?;
+    ctx.sent.cache_outcome = Some(cache_outcome);
+    let validator_from_cache = report.served_from_cache() || report.revalidated();
+    let from = if validator_from_cache {
+        Origin::Stored
+    } else {
+        Origin::Fetched
+    };
+
+    let full_len = if body.complete {
+        Some(body.chunks.iter().map(Bytes::len).sum())
+    } else {
+        content_length(&header)
+    };
+    let decision = decide(session.req_header(), *header, full_len, from)?;
+    let delivery = if body.complete {
+        let delivery = send_complete(session, decision, &body.chunks).await?;
+        drop(body);
+        delivery
+    } else {
+        stream(session, ctx, inner, decision, body).await?
+    };
+    outcome::record_delivery(
+        &mut ctx.sent,
+        &route.metrics,
+        delivery.status,
+        delivery.body_bytes,
+        full_len,
+        validator_from_cache,
+    );
+    Ok(())
+}
+
+fn facts(
+    report: &InnerReport,
+    fwd: Option<Fwd>,
+    header: &ResponseHeader,
+    same_content: bool,
+) -> Forwarded {
+    Forwarded {
+        fwd,
+        served_from_cache: report.served_from_cache(),
+        revalidated: report.revalidated(),
+        storing: report.storing(),
+        origin_status: report.origin_status(),
+        status: header.status.as_u16(),
+        same_content,
+    }
+}
+
+/// Whether a full response to a revalidation carries the stale entry's content tag.
+fn same_content(old: Option<EntityTag<'_>>, new: &ResponseHeader) -> bool {
+    match (old, new.headers.get(ETAG)) {
+        (Some(old), Some(new)) => {
+            EntityTag::parse(new.as_bytes()).is_some_and(|n| n.strong_eq(&old))
+        }
+        _ => false,
+    }
+}
+
+fn no_store(h: &ResponseHeader) -> bool {
+    h.headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .any(|v| directives_of(v.as_bytes()).any(|d| d.is("no-store")))
+}
+
+/// Read the body while it fits the route's limit and the shared budget, hashing it. The hash
+/// when the whole body was read; `None` when it did not fit (what was read stays buffered).
+async fn buffer_and_hash<'a>(
+    inner: &mut Inner,
+    body: &mut Buffered<'a>,
+    buffers: &'a BufferBudget,
+    max_buffer: usize,
+    limit: usize,
+) -> Result<Option<blake3::Hash>> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buffered = 0usize;
+    loop {
+        match inner.next().await {
+            Ok(Piece::Body(b)) => {
+                let fits = buffered + b.len() <= max_buffer
+                    && buffers.try_reserve(&mut body.held, b.len(), limit);
+                if fits {
+                    hasher.update(&b);
+                }
+                buffered += b.len();
+                body.chunks.push(b);
+                if !fits {
+                    return Ok(None);
+                }
+            }
+            Ok(Piece::End) => {
+                body.complete = true;
+                return Ok(Some(hasher.finalize()));
+            }
+            Ok(Piece::Header(_)) => {}
+            Err(_) => {
+                // Nothing has been sent: never a complete-looking response. The inner already
+                // logged the origin's failure.
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(502),
+                    "the origin's response broke off",
+                );
+            }
+        }
+    }
+}
+
+/// Send the decided answer while the body is still arriving: what was buffered first, then
+/// the rest as it comes.
+async fn stream(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    inner: &mut Inner,
+    decision: Decision,
+    body: Buffered<'_>,
+) -> Result<Delivery> {
+    let (mut header, range, head_only) = match decision {
+        Decision::Send {
+            header,
+            range,
+            head_only,
+        } => (header, range, head_only),
+        other => return send_complete(session, other, &[]).await,
+    };
+    let status = header.status.as_u16();
+    if content_length(&header).is_none() && !head_only {
+        // Length unknown: chunked framing, so a response cut short by the origin is visibly
+        // incomplete to the client (HTTP/2 signals it with a stream reset instead).
+        header.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+    }
+    session.write_response_header(header, head_only).await?;
+    if head_only {
+        return Ok(Delivery {
+            status,
+            body_bytes: 0,
+        });
+    }
+    let mut sent = 0u64;
+    let mut offset = 0usize;
+    let Buffered { chunks, held, .. } = body;
+    for c in chunks {
+        if let Some(p) = in_range(&range, c, &mut offset) {
+            sent += p.len() as u64;
+            session.write_response_body(Some(p), false).await?;
+        }
+    }
+    drop(held);
+    loop {
+        match inner.next().await {
+            Ok(Piece::Body(b)) => {
+                if let Some(p) = in_range(&range, b, &mut offset) {
+                    sent += p.len() as u64;
+                    session.write_response_body(Some(p), false).await?;
+                }
+            }
+            Ok(Piece::End) => break,
+            Ok(Piece::Header(_)) => {}
+            Err(e) => {
+                // The header is out: the only honest signal left is to break the connection
+                // so the client sees a truncated response, never a complete one.
+                ctx.sent.status = status;
+                ctx.sent.body_bytes += sent;
+                return Err(e.into_up());
+            }
+        }
+    }
+    session.write_response_body(None, true).await?;
+    Ok(Delivery {
+        status,
+        body_bytes: sent,
+    })
+}
+
+/// The part of chunk `b`, which starts at `offset` of the body, that `range` selects (all of
+/// it without a range); advances `offset`.
+fn in_range(range: &Option<Range<usize>>, b: Bytes, offset: &mut usize) -> Option<Bytes> {
+    let start = *offset;
+    *offset += b.len();
+    match range {
+        None => Some(b),
+        Some(r) => {
+            let shifted = r.start.saturating_sub(start)..r.end.saturating_sub(start);
+            slice_chunks(std::slice::from_ref(&b), &shifted)
+                .into_iter()
+                .next()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_select_across_streamed_chunks() {
+        let range = Some(3..7);
+        let mut offset = 0;
+        let pieces: Vec<Option<Bytes>> = ["0123", "45", "6789"]
+            .into_iter()
+            .map(|c| in_range(&range, Bytes::from_static(c.as_bytes()), &mut offset))
+            .collect();
+        assert_eq!(
+            pieces,
+            vec![
+                Some(Bytes::from_static(b"3")),
+                Some(Bytes::from_static(b"45")),
+                Some(Bytes::from_static(b"6"))
+            ]
+        );
+        let mut offset = 0;
+        assert_eq!(
+            in_range(&None, Bytes::from_static(b"ab"), &mut offset),
+            Some(Bytes::from_static(b"ab"))
+        );
+        assert_eq!(offset, 2);
+    }
+}

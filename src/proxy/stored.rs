@@ -1,0 +1,126 @@
+//! Answering from a stored response, without a subrequest and usually without the origin: a
+//! fresh hit, a stale response served while it is refreshed (RFC 5861 stale-while-revalidate)
+//! or because the origin failed (stale-if-error). Hits pay for neither a channel hop nor
+//! hashing; the stored header is used as it is wherever the answer allows.
+
+use super::ctx::{EtagSource, RequestCtx};
+use super::outcome::{self, StoredUse};
+use super::respond::{decide_unconditionally, precondition_decision, send_complete, Origin};
+use crate::cache::entry::Entry;
+use crate::cache::storage::MemStore;
+use crate::http::cache_control::RequestDirectives;
+use crate::http::freshness::{may_serve_on_error, may_serve_while_revalidating, usability, Use};
+use crate::http::headers::set_content_etag;
+use http::header::{AGE, CONTENT_TYPE, ETAG};
+use pingora_error::Result;
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Whether a stored response may answer a request with these directives without the origin,
+/// and how.
+pub fn stored_use(entry: &Entry, directives: &RequestDirectives) -> Option<StoredUse> {
+    let now = SystemTime::now();
+    match usability(&entry.freshness, directives, now) {
+        Use::Fresh | Use::StaleAccepted => Some(StoredUse::Hit),
+        Use::Validate => may_serve_while_revalidating(&entry.freshness, directives, now)
+            .then_some(StoredUse::WhileRevalidating),
+    }
+}
+
+/// Answer from a stored response. The caller has decided the request may use it.
+pub async fn serve_stored(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    store: &MemStore,
+    entry: &Arc<Entry>,
+    how: StoredUse,
+) -> Result<()> {
+    let routed = ctx.routed()?;
+    let route = routed.route.clone();
+    let debug_key = route.spec.debug_headers.then(|| routed.key.clone());
+    let primary = routed.key.hash;
+    let now = SystemTime::now();
+    let (status, outcome) = outcome::of_stored(how, entry.freshness.ttl_secs(now));
+    let len = entry.body.len();
+    // A response stored without an ETag (before the route enabled them) gets one now, once:
+    // the tagged copy replaces the stored one.
+    let untagged = entry.header.status.as_u16() == 200
+        && !entry.header.headers.contains_key(ETAG)
+        && route
+            .spec
+            .etag
+            .applies_to(entry.header.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()));
+    let tagged = if untagged {
+        let mut h = entry.header.clone();
+        set_content_etag(&mut h, &blake3::hash(&entry.body))?;
+        store.insert(primary, Arc::new(entry.retagged(h.clone())));
+        Some(h)
+    } else {
+        None
+    };
+    let stored = tagged.as_ref().unwrap_or(&entry.header);
+    ctx.sent.etag_source = etag_source(stored, entry.etag_computed || untagged);
+    ctx.sent.cache_outcome = Some(outcome);
+    // A 304 or 412 is built from the stored header itself, without copying it first.
+    let (decision, body) =
+        match precondition_decision(session.req_header(), stored, Origin::Stored)? {
+            Some(mut decision) => {
+                if let super::respond::Decision::NotModified(h) = &mut decision {
+                    h.insert_header(AGE, entry.freshness.age_header(now))?;
+                    outcome::label(h, status, debug_key.as_deref(), true)?;
+                }
+                (decision, &[][..])
+            }
+            None => {
+                let mut header: ResponseHeader = tagged.unwrap_or_else(|| entry.header.clone());
+                header.insert_header(AGE, entry.freshness.age_header(now))?;
+                outcome::label(&mut header, status, debug_key.as_deref(), true)?;
+                let decision = decide_unconditionally(session.req_header(), header, Some(len))?;
+                (decision, std::slice::from_ref(&entry.body))
+            }
+        };
+    let delivery = send_complete(session, decision, body).await?;
+    outcome::record_delivery(
+        &mut ctx.sent,
+        &route.metrics,
+        delivery.status,
+        delivery.body_bytes,
+        Some(len),
+        true,
+    );
+    Ok(())
+}
+
+fn etag_source(header: &ResponseHeader, computed: bool) -> EtagSource {
+    match (header.headers.contains_key(ETAG), computed) {
+        (false, _) => EtagSource::None,
+        (true, true) => EtagSource::Stored,
+        (true, false) => EtagSource::Origin,
+    }
+}
+
+/// RFC 5861 stale-if-error: answer with the stale response kept before forwarding, when its
+/// windows allow. `status` is the origin's failure (0: no response at all).
+pub async fn serve_stale_on_error(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    store: &MemStore,
+    status: u16,
+) -> Result<bool> {
+    let routed = ctx.routed()?;
+    let Some(entry) = routed.stale.clone() else {
+        return Ok(false);
+    };
+    if !may_serve_on_error(
+        &entry.freshness,
+        &routed.directives,
+        routed.route.spec.cache.stale_if_error,
+        SystemTime::now(),
+    ) {
+        return Ok(false);
+    }
+    serve_stored(session, ctx, store, &entry, StoredUse::OnError(status)).await?;
+    Ok(true)
+}
