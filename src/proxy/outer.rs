@@ -21,7 +21,7 @@ use crate::cache::entry::Entry;
 use crate::cache::storage::MemStore;
 use crate::http::cache_status::CacheStatus;
 use crate::http::etag::content_etag;
-use crate::http::freshness::{may_serve_on_error, may_serve_while_revalidating, usability, Use};
+use crate::http::usability::{may_serve_on_error, may_serve_while_revalidating, usability, Use};
 use crate::metrics::{CacheOutcome, METRICS};
 use bytes::Bytes;
 use http::header::{AGE, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
