@@ -1,6 +1,7 @@
 //! HTTP semantics as pure functions over headers, testable without sockets:
 //! validators and conditional requests (RFC 9110 §8.8, §13), ranges (§14), and what a shared
-//! cache may store and reuse (RFC 9111, RFC 5861).
+//! cache may store ([`storability`]) and reuse ([`usability`]), with the [`freshness`] facts they
+//! share (RFC 9111, RFC 5861).
 
 pub mod authority;
 pub mod cache_control;
@@ -11,4 +12,6 @@ pub mod freshness;
 pub mod headers;
 pub mod preconditions;
 pub mod range;
+pub mod storability;
+pub mod usability;
 pub mod vary;

@@ -9,8 +9,8 @@ use super::respond::{decide_unconditionally, precondition_decision, send_complet
 use crate::cache::entry::Entry;
 use crate::cache::storage::MemStore;
 use crate::http::cache_control::RequestDirectives;
-use crate::http::freshness::{may_serve_on_error, may_serve_while_revalidating, usability, Use};
 use crate::http::headers::set_content_etag;
+use crate::http::usability::{may_serve_on_error, may_serve_while_revalidating, usability, Use};
 use http::header::{AGE, CONTENT_TYPE, ETAG};
 use pingora_error::Result;
 use pingora_http::ResponseHeader;

@@ -3,8 +3,8 @@
 
 use crate::cache::entry::{new_meta, FillPolicy};
 use crate::cache::key::PrimaryKey;
-use crate::http::freshness::{assess, Exchange, NotStored, StorePolicy};
 use crate::http::headers::{merge_not_modified, strip_hop_by_hop};
+use crate::http::storability::{assess, Exchange, NotStored, StorePolicy};
 use crate::http::vary::VarySpec;
 use crate::runtime::Route;
 use http::header::{CONTENT_LOCATION, CONTENT_TYPE, ETAG, LOCATION};
