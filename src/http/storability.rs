@@ -159,8 +159,9 @@ pub fn assess(
     }
     let cc = ResponseDirectives::parse(resp.get_all(CACHE_CONTROL));
     let sc = SurrogateDirectives::parse(resp.get_all("surrogate-control"), SURROGATE_DEVICE);
-    // Surrogate-Control addressed to this cache overrides Cache-Control for it.
-    let surrogate_lifetime = sc.max_age;
+    // Surrogate-Control addressed to this cache overrides Cache-Control for it. An invalid
+    // max-age says nothing, so it cannot lift Cache-Control's `private` or `no-store`.
+    let surrogate_lifetime = sc.max_age.filter(|d| *d != Delta::Invalid);
     if sc.no_store {
         return Err(NotStored::NoStore);
     }
@@ -752,8 +753,8 @@ mod tests {
                 }),
             },
             Case {
-                name: "an invalid Surrogate-Control max-age still overrides Cache-Control, \
-                       with no lifetime",
+                name: "an invalid Surrogate-Control max-age is ignored: it cannot make a \
+                       private response shared",
                 given: Given {
                     resp: &[
                         ("cache-control", "private"),
@@ -762,7 +763,7 @@ mod tests {
                     ],
                     ..GET_200
                 },
-                expect: Ok(stored(0)),
+                expect: Err(NotStored::Private),
             },
         ]);
     }
