@@ -224,6 +224,12 @@ fn upstream(name: &str, def: &UpstreamConf, r: &mut Reporter) -> Option<Upstream
             }
         }
     }
+    if def.max_requests == 0 {
+        r.at_value(
+            &format!("{base}.max_requests"),
+            "must be at least 1; use e.g. 1024",
+        );
+    }
     if let Some(h) = &def.host {
         if http::HeaderValue::from_str(h).is_err() || h.is_empty() {
             r.at_value(
@@ -252,6 +258,7 @@ fn upstream(name: &str, def: &UpstreamConf, r: &mut Reporter) -> Option<Upstream
             interval: h.interval,
             path: h.path.clone(),
         }),
+        max_requests: def.max_requests,
     })
 }
 
@@ -452,6 +459,18 @@ fn server(s: &schema::ServerConf, r: &mut Reporter) -> ServerSettings {
             r.at_value(&format!("server.{key}"), "must not be empty");
         }
     }
+    if s.max_connections == 0 {
+        r.at_value(
+            "server.max_connections",
+            "must be at least 1; use e.g. 10000",
+        );
+    }
+    if s.header_timeout.is_zero() {
+        r.at_value(
+            "server.header_timeout",
+            "must be longer than 0s; use e.g. 10s",
+        );
+    }
     ServerSettings {
         threads: s.threads,
         pid_file: s.pid_file.clone(),
@@ -459,6 +478,8 @@ fn server(s: &schema::ServerConf, r: &mut Reporter) -> ServerSettings {
         grace_period: s.grace_period,
         shutdown_timeout: s.shutdown_timeout,
         ca_file: s.ca_file.clone(),
+        max_connections: s.max_connections,
+        header_timeout: s.header_timeout,
     }
 }
 

@@ -76,6 +76,7 @@ pub fn quick_mode(
                 health_check: None,
                 host: None,
                 tls: None,
+                max_requests: schema::default_max_requests(),
             },
         )]
         .into_iter()

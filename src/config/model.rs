@@ -80,6 +80,10 @@ pub struct ServerSettings {
     pub grace_period: Duration,
     pub shutdown_timeout: Duration,
     pub ca_file: Option<String>,
+    /// Client connections open at most (read per new connection: reloadable).
+    pub max_connections: usize,
+    /// Time a new connection has for its first request header (reloadable).
+    pub header_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +122,8 @@ pub struct UpstreamSpec {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub health_check: Option<HealthCheckSpec>,
+    /// Requests in flight at most.
+    pub max_requests: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -97,6 +97,10 @@ pub struct UpstreamConf {
     /// Speak TLS to the servers.
     #[serde(default)]
     pub tls: Option<UpstreamTlsConf>,
+    /// Requests in flight to this upstream at most; more get a 503 with `Retry-After` at once
+    /// instead of piling onto an origin that is already behind. Default 1024.
+    #[serde(default = "default_max_requests")]
+    pub max_requests: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -317,6 +321,13 @@ pub struct ServerConf {
     /// system store.
     #[serde(default)]
     pub ca_file: Option<String>,
+    /// Client connections open at most; a connection past it gets a 503 with `Retry-After` and
+    /// is closed. Default 10000.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A new connection must send its first complete request header within this. Default 10s.
+    #[serde(default = "default_header_timeout", with = "humantime_serde")]
+    pub header_timeout: Duration,
 }
 
 impl Default for ServerConf {
@@ -328,6 +339,8 @@ impl Default for ServerConf {
             grace_period: default_grace_period(),
             shutdown_timeout: default_shutdown_timeout(),
             ca_file: None,
+            max_connections: default_max_connections(),
+            header_timeout: default_header_timeout(),
         }
     }
 }
@@ -343,6 +356,15 @@ fn default_connect_timeout() -> Duration {
 }
 fn default_read_timeout() -> Duration {
     Duration::from_secs(30)
+}
+pub fn default_max_requests() -> usize {
+    1024
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 fn default_health_interval() -> Duration {
     Duration::from_secs(5)

@@ -82,10 +82,12 @@ pub enum OriginOutcome {
     Timeout,
     /// The connection broke or the response was malformed.
     Error,
+    /// Not sent: the upstream had `max_requests` in flight (the client got a 503).
+    Limited,
 }
 
 impl OriginOutcome {
-    pub const ALL: [OriginOutcome; 7] = [
+    pub const ALL: [OriginOutcome; 8] = [
         OriginOutcome::Status2xx,
         OriginOutcome::Status3xx,
         OriginOutcome::Status4xx,
@@ -93,6 +95,7 @@ impl OriginOutcome {
         OriginOutcome::ConnectError,
         OriginOutcome::Timeout,
         OriginOutcome::Error,
+        OriginOutcome::Limited,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -104,6 +107,7 @@ impl OriginOutcome {
             OriginOutcome::ConnectError => "connect_error",
             OriginOutcome::Timeout => "timeout",
             OriginOutcome::Error => "error",
+            OriginOutcome::Limited => "limited",
         }
     }
 
@@ -160,6 +164,9 @@ pub struct Metrics {
     pub config_generation: IntGauge,
     pub config_last_reload_success: Gauge,
     pub access_log_dropped: IntCounter,
+    pub client_connections: IntGauge,
+    pub client_connections_refused: IntCounter,
+    pub client_header_timeouts: IntCounter,
     /// 1 when the process is ready (config loaded, listeners bound, not draining).
     pub ready: IntGauge,
     build_info: IntGaugeVec,
@@ -331,6 +338,21 @@ impl Metrics {
                 "etagate_access_log_dropped_total",
                 "Access log lines dropped because the writer fell behind.",
             ),
+            client_connections: gauge(
+                &r,
+                "etagate_client_connections",
+                "Client connections open on the public listeners.",
+            ),
+            client_connections_refused: counter(
+                &r,
+                "etagate_client_connections_refused_total",
+                "Client connections refused with 503 because server.max_connections were open.",
+            ),
+            client_header_timeouts: counter(
+                &r,
+                "etagate_client_header_timeouts_total",
+                "Client connections closed because no complete request header arrived within server.header_timeout.",
+            ),
             ready: gauge(
                 &r,
                 "etagate_ready",
@@ -474,7 +496,7 @@ impl RouteMetrics {
 /// One upstream's metric children.
 #[derive(Clone)]
 pub struct UpstreamMetrics {
-    outcomes: [IntCounter; 7],
+    outcomes: [IntCounter; 8],
     pub duration: Histogram,
 }
 

@@ -10,7 +10,7 @@ use crate::cache::entry::Entry;
 use crate::cache::key::PrimaryKey;
 use crate::http::cache_control::RequestDirectives;
 use crate::metrics::CacheOutcome;
-use crate::runtime::{Route, RuntimeConfig};
+use crate::runtime::{InFlight, Route, RuntimeConfig};
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use std::sync::Arc;
@@ -131,6 +131,8 @@ pub struct OriginExchange {
     pub stale_connection_failures: usize,
     /// The origin's 304 during a revalidation, merged into the stored header.
     pub not_modified: Option<Box<ResponseHeader>>,
+    /// This request's place among the upstream's requests in flight, held to its end.
+    pub in_flight: Option<InFlight>,
 }
 
 /// What the client was sent, for metrics and the access log.

@@ -137,7 +137,7 @@ async fn respond_text(
     text: &str,
 ) -> Result<()> {
     ctx.sent.status = status;
-    let delivery = respond::respond_text(session, status, text).await?;
+    let delivery = respond::respond_text(session, status, text, &[]).await?;
     ctx.sent.body_bytes += delivery.body_bytes;
     Ok(())
 }
@@ -423,14 +423,19 @@ impl ProxyHttp for Gateway {
         false
     }
 
-    /// Which server of the route's upstream to connect to (round robin over healthy ones).
+    /// Which server of the route's upstream to connect to (round robin over healthy ones);
+    /// first, a place among the upstream's requests in flight (a 503 when there is none).
     async fn upstream_peer(
         &self,
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        let upstream = ctx.routed()?.route.upstream.clone();
+        if ctx.origin.in_flight.is_none() {
+            ctx.origin.in_flight = Some(upstream::admit(&upstream)?);
+        }
         ctx.origin.tries += 1;
-        upstream::peer(&ctx.routed()?.route.upstream)
+        upstream::peer(&upstream)
     }
 
     /// A refused or failed connection is retried on another server while servers remain.
@@ -632,12 +637,19 @@ impl ProxyHttp for Gateway {
         }
         if code > 0 && session.response_written().is_none() {
             session.set_keepalive(None);
-            let reason = match code {
-                502 => format!("Bad Gateway: {text}"),
-                504 => format!("Gateway Timeout: {text}"),
-                _ => text.to_string(),
+            let (reason, extra): (String, &[(&str, &str)]) = match code {
+                502 => (format!("Bad Gateway: {text}"), &[]),
+                503 => (
+                    format!("Service Unavailable: {text}"),
+                    &[("retry-after", "1")],
+                ),
+                504 => (format!("Gateway Timeout: {text}"), &[]),
+                _ => (text.to_string(), &[]),
             };
-            let _ = respond_text(session, ctx, code, &reason).await;
+            ctx.sent.status = code;
+            if let Ok(d) = respond::respond_text(session, code, &reason, extra).await {
+                ctx.sent.body_bytes += d.body_bytes;
+            }
             if session.subrequest_ctx.is_some() {
                 // Pingora does not finish the downstream of a failed request, and an inner
                 // subrequest's response only ends when finished: unfinished, the outer would

@@ -149,10 +149,19 @@ pub fn decide_unconditionally(
     })
 }
 
-/// A small plain-text response written by etagate itself (400, 404, 502, 504...).
-pub async fn respond_text(session: &mut Session, status: u16, text: &str) -> Result<Delivery> {
+/// A small plain-text response written by etagate itself (400, 404, 502, 503, 504...), with
+/// `extra` header fields.
+pub async fn respond_text(
+    session: &mut Session,
+    status: u16,
+    text: &str,
+    extra: &[(&'static str, &str)],
+) -> Result<Delivery> {
     let body = Bytes::from(format!("{status} {text}\n"));
-    let mut resp = ResponseHeader::build(status, Some(4))?;
+    let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    for (name, value) in extra {
+        resp.insert_header(*name, *value)?;
+    }
     resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(CONTENT_LENGTH, body.len())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;

@@ -2,11 +2,12 @@
 //! sees when an origin fails.
 
 use crate::metrics::OriginOutcome;
-use crate::runtime::Upstream;
+use crate::runtime::{InFlight, Upstream};
 use http::header::{HeaderName, HOST};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::RequestHeader;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long an idle upstream connection stays in the pool.
@@ -29,6 +30,27 @@ const UNKEYED_INPUTS: [&str; 11] = [
     "x-method-override",
     "forwarded",
 ];
+
+/// The error of a request refused because its upstream has `max_requests` in flight.
+pub const UPSTREAM_BUSY: &str = "upstream at max_requests";
+
+/// A place among `upstream`'s requests in flight, or the error that refuses the request.
+pub fn admit(upstream: &Arc<Upstream>) -> Result<InFlight> {
+    upstream.admit().ok_or_else(|| {
+        Error::create(
+            ErrorType::Custom(UPSTREAM_BUSY),
+            ErrorSource::Upstream,
+            Some(
+                format!(
+                    "upstream '{}' has {} requests in flight",
+                    upstream.name, upstream.spec.max_requests
+                )
+                .into(),
+            ),
+            None,
+        )
+    })
+}
 
 /// Choose a healthy server of `upstream` and describe how to reach it.
 pub fn peer(upstream: &Upstream) -> Result<Box<HttpPeer>> {
@@ -94,6 +116,11 @@ pub fn rewrite_request(
 pub fn failure_response(e: &Error) -> (u16, OriginOutcome, &'static str) {
     match (e.etype(), e.esource()) {
         (ErrorType::HTTPStatus(c), _) => (*c, OriginOutcome::Error, "Bad Gateway"),
+        (ErrorType::Custom(UPSTREAM_BUSY), _) => (
+            503,
+            OriginOutcome::Limited,
+            "the origin has as many requests in flight as it may; retry shortly",
+        ),
         (_, ErrorSource::Upstream) => failure_status(e),
         (_, ErrorSource::Downstream) => {
             // The client went away or sent garbage; nothing useful can be written.
@@ -155,7 +182,13 @@ mod tests {
 
     #[test]
     fn failures_map_to_the_status_the_client_gets() {
-        let cases: [(ErrorType, ErrorSource, u16, &str); 10] = [
+        let cases: [(ErrorType, ErrorSource, u16, &str); 11] = [
+            (
+                ErrorType::Custom(UPSTREAM_BUSY),
+                ErrorSource::Upstream,
+                503,
+                "upstream busy",
+            ),
             (
                 ErrorType::ReadTimedout,
                 ErrorSource::Upstream,

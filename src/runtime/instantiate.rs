@@ -181,12 +181,12 @@ fn upstream(name: &str, spec: &UpstreamSpec, r: &mut Reporter) -> Option<Upstrea
             }
         }
     }
-    Some(Upstream {
-        name: Arc::from(name),
-        spec: spec.clone(),
-        lb: Arc::new(lb),
-        metrics: METRICS.upstream(name),
-    })
+    Some(Upstream::new(
+        Arc::from(name),
+        spec.clone(),
+        Arc::new(lb),
+        METRICS.upstream(name),
+    ))
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::metrics::{RouteMetrics, UpstreamMetrics};
 use pingora_load_balancing::{selection::RoundRobin, LoadBalancer};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// One immutable configuration, as requests read it. A request loads one snapshot when it
@@ -56,4 +57,48 @@ pub struct Upstream {
     pub spec: UpstreamSpec,
     pub lb: Arc<LoadBalancer<RoundRobin>>,
     pub metrics: UpstreamMetrics,
+    /// Requests in flight to it (bounded by `spec.max_requests`).
+    in_flight: AtomicUsize,
+}
+
+impl Upstream {
+    pub fn new(
+        name: Arc<str>,
+        spec: UpstreamSpec,
+        lb: Arc<LoadBalancer<RoundRobin>>,
+        metrics: UpstreamMetrics,
+    ) -> Upstream {
+        Upstream {
+            name,
+            spec,
+            lb,
+            metrics,
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// A place among the requests in flight, or `None` when `max_requests` are. A reload that
+    /// changes the limit starts a new count: the old upstream's requests finish uncounted.
+    pub fn admit(self: &Arc<Self>) -> Option<InFlight> {
+        let max = self.spec.max_requests;
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| InFlight(self.clone()))
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+}
+
+/// One request in flight to an upstream, counted until dropped.
+pub struct InFlight(Arc<Upstream>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }

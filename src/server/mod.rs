@@ -6,6 +6,7 @@
 //! upgrade socket), SIGTERM (graceful stop) and SIGINT (fast stop). etagate adds SIGHUP: reload
 //! the config file in place.
 
+pub mod connections;
 pub mod tasks;
 
 use crate::access_log::AccessLogger;
@@ -151,13 +152,14 @@ pub fn run(cli: Cli) -> ExitCode {
     ));
 
     let gateway = Gateway::new(live.clone(), access_log, state.clone(), cache, buffers);
-    let mut proxy =
-        pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "etagate");
-    if let Some(app) = proxy.app_logic_mut() {
-        let mut options = HttpServerOptions::default();
-        options.h2c = true;
-        app.server_options = Some(options);
-    }
+    let mut app = pingora_proxy::http_proxy(&server.configuration, gateway);
+    let mut options = HttpServerOptions::default();
+    options.h2c = true;
+    app.server_options = Some(options);
+    let mut proxy = Service::new(
+        "etagate".to_string(),
+        connections::ConnectionGate::new(app, live.clone()),
+    );
     for l in &listeners {
         let addr = l.address.to_string();
         let endpoint = ListenerConfig::tcp(addr.as_str())

@@ -84,7 +84,7 @@ fn an_unknown_key_names_its_place_and_the_keys_allowed_there() {
     assert_eq!(code, 1);
     assert_eq!(
         err.trim(),
-        "conf.yaml:6:5: unknown key 'timout' in upstream 'app'; expected one of: servers, timeout, health_check, host, tls"
+        "conf.yaml:6:5: unknown key 'timout' in upstream 'app'; expected one of: servers, timeout, health_check, host, tls, max_requests"
     );
 }
 

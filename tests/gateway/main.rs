@@ -7,6 +7,7 @@ mod conditional;
 mod config_errors;
 mod foundation;
 mod hostile;
+mod limits;
 mod metrics;
 mod reload;
 mod tls;
