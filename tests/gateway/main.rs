@@ -8,5 +8,6 @@ mod config_errors;
 mod foundation;
 mod hostile;
 mod metrics;
+mod origin_faults;
 mod reload;
 mod tls;
