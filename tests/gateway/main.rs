@@ -9,5 +9,6 @@ mod foundation;
 mod hostile;
 mod limits;
 mod metrics;
+mod origin_faults;
 mod reload;
 mod tls;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod origin;
+pub mod raw;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
