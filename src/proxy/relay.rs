@@ -222,16 +222,27 @@ async fn buffer_and_hash<'a>(
                 return Ok(Some(hasher.finalize()));
             }
             Ok(Piece::Header(_)) => {}
-            Err(_) => {
-                // Nothing has been sent: never a complete-looking response. The inner already
-                // logged the origin's failure.
-                return Error::e_explain(
-                    ErrorType::HTTPStatus(502),
-                    "the origin's response broke off",
-                );
+            Err(e) => {
+                // Nothing has been sent: never a complete-looking response, but the status
+                // says what happened (an origin that fell silent is a 504).
+                return Err(broke_off(e));
             }
         }
     }
+}
+
+/// The error for an inner response that ended before anything was sent to the client: 504 when
+/// the origin fell silent, 502 otherwise.
+fn broke_off(cause: Box<Error>) -> Box<Error> {
+    let status = match cause.etype() {
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::ConnectTimedout => 504,
+        _ => 502,
+    };
+    Error::because(
+        ErrorType::HTTPStatus(status),
+        "the origin's response broke off",
+        cause,
+    )
 }
 
 /// Send the decided answer while the body is still arriving: what was buffered first, then

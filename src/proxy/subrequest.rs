@@ -20,7 +20,11 @@ use pingora_proxy::Session;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+
+/// How long the outer waits, once the inner's channel closed early, for the inner's own error
+/// (which says why: a timeout, a broken connection).
+const INNER_ERROR_WAIT: Duration = Duration::from_secs(1);
 
 /// What the inner request reports back. Written by the inner before it sends its response
 /// header, read by the outer after receiving it.
@@ -176,6 +180,8 @@ pub struct Inner {
     pub report: Arc<InnerReport>,
     tx: Option<mpsc::Sender<HttpTask>>,
     rx: mpsc::Receiver<HttpTask>,
+    /// The error the inner's proxying ended with, if it failed.
+    error: Option<oneshot::Receiver<Box<Error>>>,
     join: Option<tokio::task::JoinHandle<()>>,
     ended: bool,
 }
@@ -197,6 +203,7 @@ impl Inner {
             // downstream read error and an uncached inner request aborts.
             tx: Some(handle.tx),
             rx: handle.rx,
+            error: Some(handle.subreq_proxy_error),
             join: Some(join),
             ended: false,
         })
@@ -242,14 +249,27 @@ impl Inner {
                     return Ok(Piece::End);
                 }
                 Some(HttpTask::Failed(e)) => return Err(e),
-                None => {
-                    return Error::e_explain(
-                        ErrorType::ReadError,
-                        "the response from the origin ended before it was complete",
-                    )
-                }
+                None => return Err(self.cause().await),
             }
         }
+    }
+
+    /// Why the inner's response ended early: the inner's own error when it reports one in
+    /// time (an origin read timeout, say), else a generic broken response.
+    async fn cause(&mut self) -> Box<Error> {
+        let reported = match self.error.take() {
+            Some(rx) => tokio::time::timeout(INNER_ERROR_WAIT, rx)
+                .await
+                .ok()
+                .and_then(Result::ok),
+            None => None,
+        };
+        reported.unwrap_or_else(|| {
+            Error::explain(
+                ErrorType::ReadError,
+                "the response from the origin ended before it was complete",
+            )
+        })
     }
 
     /// Stop reading. A response being stored is read to its end in the background (so the

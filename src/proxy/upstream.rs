@@ -115,7 +115,16 @@ pub fn rewrite_request(
 /// client is gone), how the origin exchange is counted, and a short explanation.
 pub fn failure_response(e: &Error) -> (u16, OriginOutcome, &'static str) {
     match (e.etype(), e.esource()) {
-        (ErrorType::HTTPStatus(c), _) => (*c, OriginOutcome::Error, "Bad Gateway"),
+        (ErrorType::HTTPStatus(504), _) => (
+            504,
+            OriginOutcome::Timeout,
+            "the origin did not answer in time",
+        ),
+        (ErrorType::HTTPStatus(c), _) => (
+            *c,
+            OriginOutcome::Error,
+            "the origin sent an invalid or incomplete response",
+        ),
         (ErrorType::Custom(UPSTREAM_BUSY), _) => (
             503,
             OriginOutcome::Limited,

@@ -199,7 +199,6 @@ async fn an_origin_silent_after_the_header_of_a_body_over_max_buffer_gets_a_time
 }
 
 #[tokio::test]
-#[ignore = "BUG: an origin silent after its header (nothing sent yet) gets 502, not the 504 of one silent before it: relay drops the inner's ReadTimedout"]
 async fn an_origin_silent_after_its_header_gets_the_504_one_silent_before_it_gets() {
     let o = RawOrigin::start(|_, line| match line {
         l if l.starts_with("GET /before-header ") => Script::new().wait(STALL),
