@@ -87,7 +87,7 @@ async fn relay(
     let route = routed.route.clone();
     let limit = routed.config.config.etag_buffer_budget;
     let debug_key = route.spec.debug_headers.then(|| routed.key.clone());
-    let same_content = same_content(routed.stale.as_ref().and_then(|e| e.etag()), &header);
+    let stale = routed.stale.clone();
     let fwd = routed.fwd;
 
     let want_hash = status == 200
@@ -118,6 +118,8 @@ async fn relay(
         };
     }
 
+    // After tagging: a refetched body compares by its content tag.
+    let same_content = same_content(stale.as_ref().and_then(|e| e.etag()), &header);
     let (cache_status, cache_outcome) =
         outcome::of_forwarded(&facts(&report, fwd, &header, same_content));
     outcome::label(

@@ -589,3 +589,34 @@ async fn stale_responses_are_revalidated_and_304s_update_the_stored_headers() {
         .contains("hit"));
     assert_eq!(o.hits(), 2);
 }
+
+#[tokio::test]
+async fn a_stale_entry_refetched_with_the_same_bytes_counts_as_revalidated_unchanged() {
+    // No validators at the origin: the refetch is a full 200, judged by its content tag.
+    let origin = Origin::fixed("same bytes", &[("cache-control", "max-age=1")]).await;
+    let gw = Gateway::single(&origin, "", "").await;
+    let http = client();
+    let first = http.get(gw.url("/r")).send().await.expect("get");
+    let tag = first.headers()["etag"].clone();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let second = http.get(gw.url("/r")).send().await.expect("get");
+    assert_eq!(second.headers()["etag"], tag);
+    assert!(second.headers()["cache-status"]
+        .to_str()
+        .expect("ascii")
+        .contains("fwd=stale"));
+    assert_eq!(origin.hits(), 2);
+    let unchanged = gw
+        .metric(
+            "etagate_cache_requests_total",
+            &[("outcome", "revalidated_unchanged")],
+        )
+        .await;
+    let changed = gw
+        .metric(
+            "etagate_cache_requests_total",
+            &[("outcome", "revalidated_changed")],
+        )
+        .await;
+    assert_eq!((unchanged, changed), (1.0, 0.0));
+}
