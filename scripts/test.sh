@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: unit and integration tests (the real binary over loopback, with a real
 # Prometheus), the HTTP caching conformance suite against its recorded floor, the deployment
-# file checks, and smoke runs of the load and offload benchmarks. Installs what a fresh machine lacks.
+# file checks, smoke runs of the load and offload benchmarks and a one-minute soak. Installs
+# what a fresh machine lacks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
@@ -16,3 +17,5 @@ echo "== load benchmark, smoke mode (checks the script runs; no timing is judged
 scripts/bench.sh --smoke --out "$(mktemp -d)/benchmarks.md"
 echo "== origin-offload replay, smoke mode"
 scripts/offload.sh --smoke --no-build
+echo "== soak, one minute"
+scripts/soak.sh --minutes 1 --no-build
