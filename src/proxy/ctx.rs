@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// Where the ETag on a response came from (for the access log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum EtagSource {
+pub(crate) enum EtagSource {
     #[default]
     None,
     /// The origin sent it.
@@ -30,7 +30,7 @@ pub enum EtagSource {
 }
 
 impl EtagSource {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             EtagSource::None => "-",
             EtagSource::Origin => "origin",
@@ -42,7 +42,7 @@ impl EtagSource {
 
 /// Why a request went to the origin (RFC 9211 `fwd`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fwd {
+pub(crate) enum Fwd {
     /// Nothing stored for the URL.
     UriMiss,
     /// Something stored for the URL, not for this request's variant.
@@ -54,7 +54,7 @@ pub enum Fwd {
 }
 
 impl Fwd {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Fwd::UriMiss => "uri-miss",
             Fwd::VaryMiss => "vary-miss",
@@ -66,7 +66,7 @@ impl Fwd {
 
 /// The part a request plays.
 #[derive(Clone, Default)]
-pub enum Role {
+pub(crate) enum Role {
     /// A client request (the outer request when a subrequest is used).
     #[default]
     Client,
@@ -75,7 +75,7 @@ pub enum Role {
 }
 
 /// Where a request is on its way.
-pub enum Stage {
+pub(crate) enum Stage {
     /// Not routed (yet, or ever: refused with 400 or 404). `host` is the canonical host when
     /// the authority was valid, for the log.
     Unrouted {
@@ -85,30 +85,30 @@ pub enum Stage {
 }
 
 /// A request with its route: what every phase after routing relies on.
-pub struct Routed {
-    pub role: Role,
+pub(crate) struct Routed {
+    pub(crate) role: Role,
     /// The config this request runs under, from start to end.
-    pub config: Arc<RuntimeConfig>,
-    pub route: Arc<Route>,
+    pub(crate) config: Arc<RuntimeConfig>,
+    pub(crate) route: Arc<Route>,
     /// The cache key (scheme, canonical authority, path and query).
-    pub key: Arc<PrimaryKey>,
+    pub(crate) key: Arc<PrimaryKey>,
     /// The canonical authority: routed on, keyed on, sent to the origin as `Host`.
-    pub authority: Arc<str>,
+    pub(crate) authority: Arc<str>,
     /// Length of the host part of `authority`.
-    pub host_len: usize,
-    pub directives: RequestDirectives,
+    pub(crate) host_len: usize,
+    pub(crate) directives: RequestDirectives,
     /// Why the request went forward (for `Cache-Status`).
-    pub fwd: Option<Fwd>,
+    pub(crate) fwd: Option<Fwd>,
     /// The stored response that needed validation, kept for stale-if-error.
-    pub stale: Option<Arc<Entry>>,
+    pub(crate) stale: Option<Arc<Entry>>,
 }
 
 impl Routed {
-    pub fn host(&self) -> &str {
+    pub(crate) fn host(&self) -> &str {
         &self.authority[..self.host_len]
     }
 
-    pub fn inner_report(&self) -> Option<&Arc<InnerReport>> {
+    pub(crate) fn inner_report(&self) -> Option<&Arc<InnerReport>> {
         match &self.role {
             Role::Inner(r) => Some(r),
             Role::Client => None,
@@ -118,38 +118,38 @@ impl Routed {
 
 /// The exchange with the origin, as far as it went.
 #[derive(Default)]
-pub struct OriginExchange {
+pub(crate) struct OriginExchange {
     /// When the request to the origin was sent (monotonic, for its duration)...
-    pub sent: Option<Instant>,
+    pub(crate) sent: Option<Instant>,
     /// ...and by the wall clock (for the response's age).
-    pub sent_at: Option<SystemTime>,
+    pub(crate) sent_at: Option<SystemTime>,
     /// How long the origin took to send its response header.
-    pub wait: Option<Duration>,
+    pub(crate) wait: Option<Duration>,
     /// Attempts so far (a refused connection retries another server).
-    pub tries: usize,
+    pub(crate) tries: usize,
     /// Failures on pooled connections so far (see `Gateway::error_while_proxy`).
-    pub stale_connection_failures: usize,
+    pub(crate) stale_connection_failures: usize,
     /// The origin's 304 during a revalidation, merged into the stored header.
-    pub not_modified: Option<Box<ResponseHeader>>,
+    pub(crate) not_modified: Option<Box<ResponseHeader>>,
     /// This request's place among the upstream's requests in flight, held to its end.
-    pub in_flight: Option<InFlight>,
+    pub(crate) in_flight: Option<InFlight>,
 }
 
 /// What the client was sent, for metrics and the access log.
 #[derive(Default)]
-pub struct Sent {
+pub(crate) struct Sent {
     /// Status (also set when etagate wrote the response itself).
-    pub status: u16,
-    pub body_bytes: u64,
-    pub cache_outcome: Option<CacheOutcome>,
-    pub etag_source: EtagSource,
+    pub(crate) status: u16,
+    pub(crate) body_bytes: u64,
+    pub(crate) cache_outcome: Option<CacheOutcome>,
+    pub(crate) etag_source: EtagSource,
 }
 
 pub struct RequestCtx {
-    pub started: Instant,
-    pub stage: Stage,
-    pub origin: OriginExchange,
-    pub sent: Sent,
+    pub(crate) started: Instant,
+    pub(crate) stage: Stage,
+    pub(crate) origin: OriginExchange,
+    pub(crate) sent: Sent,
 }
 
 impl RequestCtx {
@@ -163,14 +163,14 @@ impl RequestCtx {
     }
 
     /// The routed request; an internal error in a phase that only runs after routing.
-    pub fn routed(&self) -> Result<&Routed> {
+    pub(crate) fn routed(&self) -> Result<&Routed> {
         match &self.stage {
             Stage::Routed(r) => Ok(r),
             Stage::Unrouted { .. } => Err(not_routed()),
         }
     }
 
-    pub fn routed_mut(&mut self) -> Result<&mut Routed> {
+    pub(crate) fn routed_mut(&mut self) -> Result<&mut Routed> {
         match &mut self.stage {
             Stage::Routed(r) => Ok(r),
             Stage::Unrouted { .. } => Err(not_routed()),
@@ -178,16 +178,16 @@ impl RequestCtx {
     }
 
     /// The route, when the request has one.
-    pub fn route(&self) -> Option<&Arc<Route>> {
+    pub(crate) fn route(&self) -> Option<&Arc<Route>> {
         self.routed().ok().map(|r| &r.route)
     }
 
-    pub fn inner_report(&self) -> Option<&Arc<InnerReport>> {
+    pub(crate) fn inner_report(&self) -> Option<&Arc<InnerReport>> {
         self.routed().ok().and_then(Routed::inner_report)
     }
 
     /// The canonical host, when the authority was valid.
-    pub fn host(&self) -> Option<&str> {
+    pub(crate) fn host(&self) -> Option<&str> {
         match &self.stage {
             Stage::Routed(r) => Some(r.host()),
             Stage::Unrouted { host } => host.as_deref(),

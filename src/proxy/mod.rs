@@ -36,16 +36,16 @@
 //! Unsafe methods (POST, PUT, DELETE, ...) always take the plain pipeline without the cache and
 //! with their preconditions untouched: only the origin can judge them.
 
-pub mod admission;
+pub(crate) mod admission;
 pub mod budget;
 pub mod ctx;
-pub mod outcome;
-pub mod relay;
-pub mod respond;
-pub mod stored;
-pub mod storing;
-pub mod subrequest;
-pub mod upstream;
+pub(crate) mod outcome;
+pub(crate) mod relay;
+pub(crate) mod respond;
+pub(crate) mod stored;
+pub(crate) mod storing;
+pub(crate) mod subrequest;
+pub(crate) mod upstream;
 
 #[cfg(test)]
 mod hook_tests;
