@@ -84,7 +84,9 @@ impl Authority {
             if host.is_empty() {
                 return Err(Invalid::Empty);
             }
-            if !is_reg_name(host) {
+            // Only one trailing dot is dropped: a second one is an empty label, and keeping it
+            // would give a canonical form (`example.com.`) that is not canonical.
+            if host.ends_with(b".") || !is_reg_name(host) {
                 return Err(Invalid::BadHost);
             }
             for &b in host {
@@ -217,6 +219,9 @@ mod tests {
             ("", Invalid::Empty),
             (".", Invalid::Empty),
             (":80", Invalid::Empty),
+            // A second trailing dot: an empty label (one trailing dot is dropped).
+            ("..", Invalid::BadHost),
+            ("example.com..", Invalid::BadHost),
             // The poisoning cases: a second port, a dot after the port.
             ("127.0.0.1:8080:80", Invalid::BadPort),
             ("127.0.0.1:8080.", Invalid::BadPort),
@@ -246,6 +251,22 @@ mod tests {
             Authority::parse(long.as_bytes(), "http"),
             Err(Invalid::TooLong)
         );
+    }
+
+    /// Found by the `authority` fuzz target: `..` canonicalized to `.`, which is refused, and
+    /// `example.com..` to `example.com.`, which canonicalizes to `example.com`; a canonical
+    /// form must re-parse to itself, or the cache key and the forwarded `Host` could differ.
+    #[test]
+    fn a_canonical_authority_reparses_to_itself() {
+        for raw in ["..", "example.com..", "a...", "example.com..:8080"] {
+            if let Ok(a) = Authority::parse(raw.as_bytes(), "http") {
+                assert_eq!(
+                    Authority::parse(a.as_str().as_bytes(), "http").as_ref(),
+                    Ok(&a),
+                    "{raw:?} -> {a}"
+                );
+            }
+        }
     }
 
     #[test]

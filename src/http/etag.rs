@@ -146,7 +146,12 @@ pub fn content_etag(hash: &blake3::Hash) -> String {
 
 /// Whether an `ETag` value is one etagate computed (and the origin therefore cannot validate).
 pub fn is_content_etag(v: &[u8]) -> bool {
-    v.starts_with(CONTENT_TAG_PREFIX) && v.len() == 27 && v.ends_with(b"\"")
+    v.len() == 27
+        && v.starts_with(CONTENT_TAG_PREFIX)
+        && v.ends_with(b"\"")
+        && v[CONTENT_TAG_PREFIX.len()..26]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]
@@ -218,6 +223,18 @@ mod tests {
     fn star_matches_only_an_existing_representation() {
         assert!(TagList::Any.matches_strong(Some(&tag("\"1\""))));
         assert!(!TagList::Any.matches_weak(None));
+    }
+
+    /// Found by the `etag_list` fuzz target: any 22 bytes between `"b3-` and `"` passed, NULs
+    /// included, so a value that is not even an entity-tag was taken for one of etagate's.
+    #[test]
+    fn only_the_documented_shape_is_a_content_tag() {
+        let mut bogus = b"\"b3-5Hd2Lx7mQ0aNf3d2Ybv4Sg\"".to_vec();
+        assert!(is_content_etag(&bogus));
+        for b in [0u8, b' ', b'"', b'+', b'/', b'=', 0xff] {
+            bogus[10] = b;
+            assert!(!is_content_etag(&bogus), "byte {b:#x}");
+        }
     }
 
     #[test]
