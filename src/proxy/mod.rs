@@ -41,7 +41,7 @@ pub mod budget;
 pub mod ctx;
 pub(crate) mod outcome;
 pub(crate) mod relay;
-pub(crate) mod respond;
+pub mod respond;
 pub(crate) mod stored;
 pub(crate) mod storing;
 pub(crate) mod subrequest;
