@@ -99,7 +99,7 @@ proptest! {
     #[test]
     fn no_cache_always_validates(f in freshness(), req in request(), after in 0u32..200_000) {
         let now = at(&f, after);
-        let mut nc = req.clone();
+        let mut nc = req;
         nc.no_cache = true;
         prop_assert_eq!(usability(&f, &nc, now), Use::Validate);
         prop_assert!(!may_serve_while_revalidating(&f, &nc, now));
