@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite: unit and integration tests (the real binary over loopback, with a real
-# Prometheus), the HTTP caching conformance suite against its recorded floor, the deployment
-# file checks, smoke runs of the load and offload benchmarks and a one-minute soak. Installs
-# what a fresh machine lacks.
+# Prometheus), a bounded fuzz run of every parser, the HTTP caching conformance suite against
+# its recorded floor, the deployment file checks, smoke runs of the load and offload benchmarks
+# and a one-minute soak. Installs what a fresh machine lacks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
 export RUST_BACKTRACE=0
 echo "== unit and integration tests"
 cargo test --all-targets
+echo "== fuzzing, 5 s per parser (the build is kept across runs in FUZZ_TARGET_DIR)"
+FUZZ_TARGET_DIR=${FUZZ_TARGET_DIR:-/var/tmp/etagate-fuzz-target} scripts/fuzz.sh --seconds 5
 echo "== conformance (http-cache-tests)"
 scripts/conformance.sh
 echo "== deployment files"
