@@ -1,6 +1,6 @@
 //! Configuration: the YAML schema and its validation into a checked model, without I/O
 //! beyond reading the file itself. It knows nothing of metrics, load balancers or the proxy;
-//! [`crate::runtime`] instantiates a checked config into what requests read.
+//! the runtime layer above it instantiates a checked config into what requests read.
 //!
 //! - [`schema`]: what the file may say (typed, unknown keys rejected);
 //! - [`check`]: every check the file alone can answer, once, with located errors;
