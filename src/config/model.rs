@@ -48,16 +48,6 @@ pub struct Listener {
     pub tls: Option<ListenerTls>,
 }
 
-impl Listener {
-    pub fn scheme(&self) -> &'static str {
-        if self.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerTls {
     pub cert: String,

@@ -88,10 +88,6 @@ impl Upstream {
             .ok()
             .map(|_| InFlight(self.clone()))
     }
-
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Acquire)
-    }
 }
 
 /// One request in flight to an upstream, counted until dropped.

@@ -50,10 +50,6 @@ impl<A> ConnectionGate<A> {
             open: AtomicUsize::new(0),
         }
     }
-
-    pub fn inner_mut(&mut self) -> Option<&mut A> {
-        Arc::get_mut(&mut self.inner)
-    }
 }
 
 /// One open connection, counted until dropped.
