@@ -169,15 +169,6 @@ EOF
 # ---------------------------------------------------------------------------------------------
 declare -A URL PID
 systems=()
-wait_http() { # URL [tries]
-  local i code
-  for i in $(seq 1 "${2:-100}"); do
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$1" 2>/dev/null || true)
-    [ "$code" = 200 ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 nginx_static_conf "$WORK/origin" "$P_ORIGIN"
 start_server origin 1 nginx -p "$WORK/origin" -c "$WORK/origin/nginx.conf"

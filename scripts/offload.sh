@@ -57,18 +57,6 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 # A private copy: a rebuild of target/release during the run must not change what is measured.
 cp "$ETAGATE_BIN" "$WORK/etagate-bin"; ETAGATE_BIN="$WORK/etagate-bin"
-start_server() { # NAME CMD...
-  local name=$1; shift
-  setsid "$@" >"$WORK/$name.out" 2>&1 </dev/null &
-  PIDS+=("$!")
-}
-wait_http() {
-  for _ in $(seq 1 100); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$1" 2>/dev/null || true)" = 200 ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
 read -r P_ORIGIN P_ETAGATE P_ADMIN <<<"$(free_ports 3)"
 
 echo "offload: generating $urls files of 1-20 KiB"

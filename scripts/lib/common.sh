@@ -36,3 +36,22 @@ stop_groups() {
   for pid in "$@"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
+
+# start_server NAME CMD...: CMD in its own session and process group (stop_groups stops it and
+# its children), output in $WORK/NAME.out; its pid appended to the caller's PIDS array.
+start_server() {
+  local name=$1; shift
+  setsid "$@" >"$WORK/$name.out" 2>&1 </dev/null &
+  PIDS+=("$!")
+}
+
+# wait_http URL [TRIES]: until URL answers 200, 0.1 s apart (default 100 tries); 1 if it never does.
+wait_http() {
+  local i code
+  for i in $(seq 1 "${2:-100}"); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$1" 2>/dev/null || true)
+    [ "$code" = 200 ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
