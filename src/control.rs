@@ -4,6 +4,7 @@
 
 use crate::access_log::AccessLogger;
 use crate::cache::SharedCache;
+use crate::cluster::{peer, Fleet};
 use crate::config::ConfigErrors;
 use crate::http::authority::Authority;
 use crate::metrics::METRICS;
@@ -44,6 +45,8 @@ pub struct Control {
     pub access_log: AccessLogger,
     pub state: Arc<ProcessState>,
     pub cache: Arc<SharedCache>,
+    /// The fleet, when this node is a member (set once at start).
+    pub fleet: Option<Arc<Fleet>>,
 }
 
 impl Control {
@@ -58,7 +61,13 @@ impl Control {
             access_log,
             state,
             cache,
+            fleet: None,
         }
+    }
+
+    pub fn with_fleet(mut self, fleet: Arc<Fleet>) -> Self {
+        self.fleet = Some(fleet);
+        self
     }
 
     /// Re-read and apply the config file; on error the running config stays. The cache and
@@ -73,6 +82,11 @@ impl Control {
             METRICS
                 .etag_buffer_budget_bytes
                 .set(c.etag_buffer_budget as i64);
+            if let (Some(fleet), Some(spec), Some(secret)) =
+                (&self.fleet, &c.cluster, &new.cluster_secret)
+            {
+                fleet.reconfigure(spec, secret);
+            }
         });
         match &result {
             Ok(r) => {
@@ -137,6 +151,88 @@ impl Control {
                 (key.text().unwrap_or_default().to_string(), n)
             })
             .collect()
+    }
+}
+
+impl Control {
+    /// Apply a purge request body (the admin format) on this node; the report as JSON.
+    pub fn purge_request(&self, body: &[u8]) -> Result<serde_json::Value, String> {
+        let text = String::from_utf8_lossy(body);
+        let urls = if text.trim_start().starts_with('{') {
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| format!("invalid JSON: {e}"))?;
+            let list = v
+                .get("urls")
+                .and_then(|u| u.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|u| u.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
+                .unwrap_or_default();
+            purge_urls(&list)?
+        } else {
+            purge_urls(&text)?
+        };
+        let purged: Vec<serde_json::Value> = self
+            .purge(&urls)
+            .into_iter()
+            .map(|(key, n)| serde_json::json!({ "key": key, "variants": n }))
+            .collect();
+        Ok(serde_json::json!({ "purged": purged }))
+    }
+
+    /// Send a purge to every other member; each member's answer, with how long it took.
+    pub async fn purge_fleet(&self, body: bytes::Bytes) -> Vec<serde_json::Value> {
+        let Some(fleet) = self
+            .fleet
+            .as_ref()
+            .filter(|_| self.live.snapshot().config.cluster.is_some())
+        else {
+            return Vec::new();
+        };
+        peer::fan_out(fleet, "purge", body)
+            .await
+            .into_iter()
+            .map(|r| {
+                let seconds = (r.seconds * 1e6).round() / 1e6;
+                match r.result {
+                    Ok(a) if a.status == 200 => serde_json::json!({
+                        "node": r.node,
+                        "ok": true,
+                        "seconds": seconds,
+                        "report": serde_json::from_slice::<serde_json::Value>(&a.body).unwrap_or(serde_json::Value::Null),
+                    }),
+                    Ok(a) => serde_json::json!({
+                        "node": r.node,
+                        "ok": false,
+                        "seconds": seconds,
+                        "error": format!("answered {}: {}", a.status, String::from_utf8_lossy(&a.body).trim()),
+                    }),
+                    Err(e) => serde_json::json!({
+                        "node": r.node, "ok": false, "seconds": seconds, "error": e,
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// A successful unsafe request invalidated `urls` here: invalidate them on every other
+    /// member too, in the background (the client's response does not wait for the fleet).
+    pub fn invalidate_fleet(self: &Arc<Self>, urls: Vec<String>) {
+        if urls.is_empty() || self.fleet.is_none() {
+            return;
+        }
+        let control = self.clone();
+        let body = serde_json::json!({ "urls": urls }).to_string();
+        tokio::spawn(async move {
+            for r in control.purge_fleet(bytes::Bytes::from(body)).await {
+                if r.get("ok") != Some(&serde_json::Value::Bool(true)) {
+                    log::warn!("cluster: invalidation not applied on a member: {r}");
+                }
+            }
+        });
     }
 }
 

@@ -18,6 +18,7 @@ pub mod access_log;
 pub mod admin;
 pub mod cache;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod http;

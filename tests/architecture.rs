@@ -12,6 +12,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("config", 2),
     ("cache", 3),
     ("access_log", 3),
+    ("cluster", 3),
     ("runtime", 4),
     ("control", 5),
     ("proxy", 6),

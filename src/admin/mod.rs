@@ -13,7 +13,7 @@
 //! state needs `Authorization: Bearer <token>` with the token from `admin.token_file`, and is
 //! refused (403) when no token is configured.
 
-use crate::control::{purge_urls, Control};
+use crate::control::Control;
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
 use pingora_core::apps::http_app::ServeHttp;
@@ -165,7 +165,7 @@ impl ServeHttp for AdminApp {
                 Some(r) => r,
                 None => match read_body(session).await {
                     Err(e) => text(StatusCode::BAD_REQUEST, e),
-                    Ok(body) => self.purge(&body),
+                    Ok(body) => self.purge(body).await,
                 },
             },
             (_, "/metrics" | "/healthz" | "/readyz" | "/reload" | "/purge") => {
@@ -180,20 +180,25 @@ impl ServeHttp for AdminApp {
 }
 
 impl AdminApp {
-    /// Remove every stored variant of each URL in the body (absolute URLs, one per line).
-    fn purge(&self, body: &[u8]) -> Response<Vec<u8>> {
-        let body = String::from_utf8_lossy(body);
-        match purge_urls(&body) {
-            Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
-            Ok(urls) => {
-                let purged: Vec<serde_json::Value> = self
-                    .control
-                    .purge(&urls)
-                    .into_iter()
-                    .map(|(key, n)| serde_json::json!({ "key": key, "variants": n }))
-                    .collect();
-                json(StatusCode::OK, serde_json::json!({ "purged": purged }))
-            }
-        }
+    /// Apply a purge here and, in a fleet, on every other member; the answer lists each
+    /// node's result.
+    async fn purge(&self, body: Vec<u8>) -> Response<Vec<u8>> {
+        let local = match self.control.purge_request(&body) {
+            Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+            Ok(report) => report,
+        };
+        let Some(fleet) = &self.control.fleet else {
+            return json(StatusCode::OK, local);
+        };
+        let mut nodes = vec![serde_json::json!({
+            "node": fleet.node().as_ref(),
+            "ok": true,
+            "seconds": 0.0,
+            "report": local.clone(),
+        })];
+        nodes.extend(self.control.purge_fleet(bytes::Bytes::from(body)).await);
+        let mut answer = local;
+        answer["nodes"] = serde_json::Value::Array(nodes);
+        json(StatusCode::OK, answer)
     }
 }

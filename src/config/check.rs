@@ -37,6 +37,10 @@ pub fn check(
     let cache = cache(&file.cache, &mut r);
     let server = server(&file.server, &mut r);
     let access_log = access_log(&file.access_log, &mut r);
+    let cluster = file
+        .cluster
+        .as_ref()
+        .and_then(|c| super::cluster::check(c, &listeners, &admin, &mut r));
     let etag_buffer_budget = file.etag.buffer_budget.as_u64() as usize;
     if etag_buffer_budget == 0 {
         r.at_value(
@@ -74,6 +78,7 @@ pub fn check(
         upstreams,
         routes,
         router,
+        cluster,
     })
 }
 

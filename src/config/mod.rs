@@ -8,6 +8,7 @@
 //! - [`locate`], [`error`]: positions in the file and messages that point at them.
 
 pub mod check;
+pub mod cluster;
 pub mod error;
 pub mod locate;
 pub mod model;
@@ -94,6 +95,7 @@ pub fn quick_mode(
         etag: Default::default(),
         access_log: Default::default(),
         server: Default::default(),
+        cluster: None,
     };
     check::check("command line", "", file, ConfigSource::QuickMode)
 }

@@ -33,6 +33,39 @@ pub struct Config {
     /// In file order; [`Router`] answers with indexes into it.
     pub routes: Vec<RouteSpec>,
     pub router: Router,
+    /// Fleet membership; `None`: a single node.
+    pub cluster: Option<ClusterSpec>,
+}
+
+/// Fleet membership and peer settings, as configured. Members found by DNS join at run time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSpec {
+    pub node: String,
+    pub listen: SocketAddr,
+    /// This node's identity on the ring: where the others reach its peer listener.
+    pub advertise: SocketAddr,
+    pub secret_file: String,
+    pub weight: u32,
+    pub peers: Vec<PeerSpec>,
+    pub dns: Option<ClusterDns>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub probe_interval: Duration,
+    pub purge_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PeerSpec {
+    pub name: String,
+    pub address: SocketAddr,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterDns {
+    pub name: String,
+    pub port: u16,
+    pub interval: Duration,
 }
 
 /// A file's name and the positions of its nodes.

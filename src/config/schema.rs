@@ -37,6 +37,10 @@ pub struct ConfigFile {
     /// Process settings handed to Pingora's server.
     #[serde(default)]
     pub server: ServerConf,
+    /// Fleet membership: shard the cache over several nodes and purge fleet-wide. Absent: a
+    /// single node.
+    #[serde(default)]
+    pub cluster: Option<ClusterConf>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -345,6 +349,87 @@ impl Default for ServerConf {
     }
 }
 
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConf {
+    /// This node's name: in `Cache-Status`, metrics and purge answers. Letters, digits, `-`,
+    /// `_` and `.`; at most 63 characters.
+    pub node: String,
+    /// `IP:port` of this node's peer listener (owner fetches, purge fan-out, health probes).
+    /// Never a public or the admin listener.
+    pub listen: String,
+    /// `IP:port` the other nodes reach this node's peer listener at: its identity on the ring.
+    /// Default: `listen` (required when `listen` is an unspecified address like `0.0.0.0`).
+    #[serde(default)]
+    pub advertise: Option<String>,
+    /// File holding the secret every node shares (at least 16 bytes); peer requests prove they
+    /// know it.
+    pub secret_file: String,
+    /// This node's share of the keys relative to the others'. Default 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// The other members, by name and peer-listener address.
+    #[serde(default)]
+    pub peers: Vec<PeerConf>,
+    /// Members found by a DNS name (A/AAAA records, e.g. a Kubernetes headless Service).
+    #[serde(default)]
+    pub dns: Option<ClusterDnsConf>,
+    /// Time allowed to connect to a peer. Default 250ms.
+    #[serde(default = "default_peer_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Longest wait for the next bytes of a peer's response. Default 10s.
+    #[serde(default = "default_peer_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Time between health probes of each peer. Default 1s.
+    #[serde(default = "default_probe_interval", with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// How long a fleet-wide purge waits for each peer's answer. Default 2s.
+    #[serde(default = "default_purge_timeout", with = "humantime_serde")]
+    pub purge_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConf {
+    /// The member's node name (as in its own `cluster.node`).
+    pub name: String,
+    /// `IP:port` of its peer listener.
+    pub address: String,
+    /// Its share of the keys. Default 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterDnsConf {
+    /// Name whose A/AAAA records are the members' addresses.
+    pub name: String,
+    /// The members' peer-listener port.
+    pub port: u16,
+    /// Time between resolutions. Default 10s.
+    #[serde(default = "default_dns_interval", with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+fn default_peer_connect_timeout() -> Duration {
+    Duration::from_millis(250)
+}
+fn default_peer_request_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_probe_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_purge_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_dns_interval() -> Duration {
+    Duration::from_secs(10)
+}
 fn default_true() -> bool {
     true
 }

@@ -23,8 +23,13 @@ pub struct CacheStatus {
 impl CacheStatus {
     /// The header value, e.g. `etagate; fwd=uri-miss; fwd-status=200; stored`.
     pub fn render(&self) -> String {
+        self.render_as("etagate")
+    }
+
+    /// The header value with the cache named `name` (a fleet member names itself).
+    pub fn render_as(&self, name: &str) -> String {
         let mut s = String::with_capacity(48);
-        s.push_str("etagate");
+        s.push_str(name);
         if self.hit {
             s.push_str("; hit");
         }

@@ -14,6 +14,8 @@ use prometheus::{
 };
 use std::sync::LazyLock;
 
+pub mod cluster;
+
 /// How a request used the shared cache. Exactly one per request that reached the cache layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheOutcome {
@@ -35,10 +37,12 @@ pub enum CacheOutcome {
     Bypass,
     /// The response was fetched but may not be stored (private, no-store, Set-Cookie, Vary: *).
     Uncacheable,
+    /// Another fleet member owns the key and answered (from its cache or its origin fetch).
+    Owner,
 }
 
 impl CacheOutcome {
-    pub const ALL: [CacheOutcome; 9] = [
+    pub const ALL: [CacheOutcome; 10] = [
         CacheOutcome::Hit,
         CacheOutcome::Miss,
         CacheOutcome::Stale,
@@ -48,6 +52,7 @@ impl CacheOutcome {
         CacheOutcome::Expired,
         CacheOutcome::Bypass,
         CacheOutcome::Uncacheable,
+        CacheOutcome::Owner,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +66,7 @@ impl CacheOutcome {
             CacheOutcome::Expired => "expired",
             CacheOutcome::Bypass => "bypass",
             CacheOutcome::Uncacheable => "uncacheable",
+            CacheOutcome::Owner => "owner",
         }
     }
 
@@ -135,7 +141,7 @@ fn status_class_index(status: u16) -> usize {
 }
 
 /// Latency buckets from 100µs (a cache hit) to 30s (a slow origin).
-const LATENCY_BUCKETS: &[f64] = &[
+pub(crate) const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0, 30.0,
 ];
@@ -170,6 +176,7 @@ pub struct Metrics {
     /// 1 when the process is ready (config loaded, listeners bound, not draining).
     pub ready: IntGauge,
     build_info: IntGaugeVec,
+    pub cluster: cluster::ClusterMetrics,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -186,6 +193,15 @@ fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -
         labels,
     )
     .expect("static metric definition");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("metric registered once");
+    h
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+        .expect("static metric definition");
     registry
         .register(Box::new(h.clone()))
         .expect("metric registered once");
@@ -368,6 +384,7 @@ impl Metrics {
                     .expect("metric registered once");
                 g
             },
+            cluster: cluster::ClusterMetrics::new(&r),
             registry: r,
         };
         m.build_info
@@ -474,7 +491,7 @@ impl Metrics {
 pub struct RouteMetrics {
     requests: [IntCounter; 6],
     pub duration: Histogram,
-    cache: [IntCounter; 9],
+    cache: [IntCounter; 10],
     pub not_modified_cache: IntCounter,
     pub not_modified_origin: IntCounter,
     pub precondition_failed: IntCounter,

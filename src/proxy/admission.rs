@@ -91,6 +91,9 @@ pub fn admit(
         directives: RequestDirectives::parse(req.headers.get_all(CACHE_CONTROL)),
         fwd: None,
         stale: None,
+        owner: None,
+        via_peer: false,
+        scheme: if scheme == "https" { "https" } else { "http" },
     })
 }
 

@@ -8,6 +8,7 @@
 use super::subrequest::InnerReport;
 use crate::cache::entry::Entry;
 use crate::cache::key::PrimaryKey;
+use crate::cluster::Member;
 use crate::http::cache_control::RequestDirectives;
 use crate::metrics::CacheOutcome;
 use crate::runtime::{InFlight, Route, RuntimeConfig};
@@ -51,6 +52,8 @@ pub(crate) enum Fwd {
     Stale,
     /// The cache was not used (route policy, method).
     Bypass,
+    /// Another fleet member owns the key: it was asked instead of the origin.
+    Owner,
 }
 
 impl Fwd {
@@ -60,6 +63,9 @@ impl Fwd {
             Fwd::VaryMiss => "vary-miss",
             Fwd::Stale => "stale",
             Fwd::Bypass => "bypass",
+            // This node keeps no copy of keys another member owns: for its own cache, the
+            // request is a plain miss (RFC 9211 has no code for "asked the fleet").
+            Fwd::Owner => "miss",
         }
     }
 }
@@ -101,6 +107,13 @@ pub(crate) struct Routed {
     pub(crate) fwd: Option<Fwd>,
     /// The stored response that needed validation, kept for stale-if-error.
     pub(crate) stale: Option<Arc<Entry>>,
+    /// The fleet member that owns the key and is asked instead of the origin.
+    pub(crate) owner: Option<Arc<Member>>,
+    /// The request was forwarded by a fleet member: it is answered here, never forwarded to
+    /// another member again.
+    pub(crate) via_peer: bool,
+    /// The scheme the request is keyed with (`http` or `https`).
+    pub(crate) scheme: &'static str,
 }
 
 impl Routed {

@@ -40,6 +40,7 @@ pub(crate) mod admission;
 pub mod budget;
 pub mod ctx;
 pub(crate) mod outcome;
+pub(crate) mod peer;
 pub(crate) mod relay;
 pub mod respond;
 pub(crate) mod stored;
@@ -54,7 +55,8 @@ use crate::access_log::{AccessLogger, AccessRecord};
 use crate::cache::entry::FillPolicy;
 use crate::cache::storage::Found;
 use crate::cache::SharedCache;
-use crate::control::ProcessState;
+use crate::cluster::{auth as peer_auth, Fleet, Member};
+use crate::control::{Control, ProcessState};
 use crate::http::etag::is_content_etag;
 use crate::http::headers::strip_hop_by_hop;
 use crate::http::preconditions::{is_conditional, CONDITIONAL_FIELDS};
@@ -71,6 +73,7 @@ use ctx::{EtagSource, Fwd, RequestCtx, Stage};
 use http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
 use http::Method;
 use outcome::{PipelinePhase, StoredUse};
+use peer::PeerRequest;
 use pingora_cache::key::HashBinary;
 use pingora_cache::{
     CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, ForcedFreshness, HitHandler,
@@ -94,6 +97,10 @@ pub struct Gateway {
     state: Arc<ProcessState>,
     cache: Arc<SharedCache>,
     buffers: Arc<BufferBudget>,
+    /// The fleet, when this node is a member; and the operations its peers may ask for.
+    fleet: Option<(Arc<Fleet>, Arc<Control>)>,
+    /// This gateway serves the peer listener: only authenticated members are answered.
+    peer_listener: bool,
 }
 
 impl Gateway {
@@ -110,6 +117,71 @@ impl Gateway {
             state,
             cache,
             buffers,
+            fleet: None,
+            peer_listener: false,
+        }
+    }
+
+    /// Make this node a fleet member: keys other members own are fetched from them.
+    pub fn in_fleet(mut self, fleet: Arc<Fleet>, control: Arc<Control>) -> Gateway {
+        self.fleet = Some((fleet, control));
+        self
+    }
+
+    /// The same gateway for the peer listener.
+    pub fn for_peers(&self) -> Gateway {
+        Gateway {
+            live: self.live.clone(),
+            access_log: self.access_log.clone(),
+            state: self.state.clone(),
+            cache: self.cache.clone(),
+            buffers: self.buffers.clone(),
+            fleet: self.fleet.clone(),
+            peer_listener: true,
+        }
+    }
+
+    fn fleet(&self) -> Option<&Arc<Fleet>> {
+        self.fleet.as_ref().map(|(f, _)| f)
+    }
+
+    /// The member owning a routed client request's key, when it is another member and the
+    /// request may be shared: not forwarded by a member already, no credentials (RFC 9111
+    /// §3.5: a response to them is this client's unless the origin says otherwise, and only
+    /// the origin can), and the node still configured as a member.
+    fn owner_of(&self, req: &RequestHeader, routed: &ctx::Routed) -> Option<Arc<Member>> {
+        let fleet = self.fleet()?;
+        if routed.via_peer
+            || routed.config.config.cluster.is_none()
+            || req.headers.contains_key(http::header::AUTHORIZATION)
+        {
+            return None;
+        }
+        fleet.owner(&routed.key.hash)
+    }
+
+    /// A request the owner of its key could not take: mark the owner down and move the request
+    /// to the next member on the ring, or to the origin when that is this node.
+    fn fail_over(&self, ctx: &mut RequestCtx, outcome: &str, why: &str) {
+        let Some(fleet) = self.fleet() else {
+            return;
+        };
+        let Ok(routed) = ctx.routed_mut() else {
+            return;
+        };
+        let Some(owner) = routed.owner.take() else {
+            return;
+        };
+        let m = &crate::metrics::METRICS.cluster;
+        m.peer_requests
+            .with_label_values(&[&owner.name, outcome])
+            .inc();
+        m.failovers.with_label_values(&[&owner.name]).inc();
+        fleet.mark_down(&owner, why);
+        routed.owner = fleet.owner(&routed.key.hash);
+        if routed.owner.is_none() {
+            // This node's cache was not enabled for the request: straight to the origin.
+            routed.fwd = Some(Fwd::Bypass);
         }
     }
 }
@@ -118,6 +190,16 @@ fn scheme(session: &Session) -> &'static str {
     match session.digest().and_then(|d| d.ssl_digest.as_ref()) {
         Some(_) => "https",
         None => "http",
+    }
+}
+
+/// The scheme a routed request is keyed with: the client's at the edge, which a member's
+/// forwarded request names in its peer headers.
+fn scheme_of(session: &Session, routed: &ctx::Routed) -> &'static str {
+    if routed.via_peer {
+        routed.scheme
+    } else {
+        scheme(session)
     }
 }
 
@@ -224,12 +306,18 @@ impl Gateway {
             _ => PipelinePhase::Disabled,
         };
         let (status, cache_outcome) = outcome::of_pipeline(phase, routed.fwd, resp.status.as_u16());
+        if routed.owner.is_some() {
+            outcome::label_after_owner(resp, status, routed.config.cache_name())?;
+            ctx.sent.cache_outcome = Some(cache_outcome);
+            return Ok(());
+        }
         let debug_key = routed.route.spec.debug_headers.then(|| routed.key.clone());
         outcome::label(
             resp,
             status,
             debug_key.as_deref(),
             phase == PipelinePhase::Hit,
+            routed.config.cache_name(),
         )?;
         ctx.sent.cache_outcome = Some(cache_outcome);
         Ok(())
@@ -278,10 +366,33 @@ impl ProxyHttp for Gateway {
             // client reconnects there instead of finding its idle connection closed.
             session.set_keepalive(None);
         }
+        let mut scheme = scheme(session);
+        let via_peer = if self.peer_listener {
+            match peer::admit(session, ctx, self.fleet.as_ref()).await? {
+                PeerRequest::Answered => return Ok(true),
+                PeerRequest::Forwarded { scheme: s } => {
+                    scheme = s;
+                    true
+                }
+            }
+        } else {
+            if self.fleet.is_some() {
+                // Only the peer listener honours the peer protocol: on a public listener its
+                // headers are a client's, and go nowhere.
+                let req = session.req_header_mut();
+                for name in peer_auth::ALL_HEADERS {
+                    req.remove_header(name);
+                }
+            }
+            false
+        };
         let config = self.live.snapshot();
         let local = session.server_addr().and_then(|a| a.as_inet()).copied();
-        match admission::admit(session.req_header(), scheme(session), local, &config) {
-            Ok(routed) => ctx.stage = Stage::Routed(Box::new(routed)),
+        match admission::admit(session.req_header(), scheme, local, &config) {
+            Ok(mut routed) => {
+                routed.via_peer = via_peer;
+                ctx.stage = Stage::Routed(Box::new(routed));
+            }
             Err(refusal) => {
                 ctx.stage = Stage::Unrouted { host: refusal.host };
                 if refusal.status == 400 {
@@ -293,15 +404,33 @@ impl ProxyHttp for Gateway {
         }
         let req = session.req_header();
         let spec = &ctx.routed()?.route.spec;
-        match admission::plan(
+        let plan = admission::plan(
             &req.method,
             spec.cache.enabled,
             spec.etag.enabled,
             is_conditional(&req.headers),
-        ) {
+        );
+        match plan {
             Plan::Pass => {
                 ctx.routed_mut()?.fwd = Some(Fwd::Bypass);
                 Ok(false)
+            }
+            Plan::Fetch { lookup: true, .. } if self.fleet.is_some() => {
+                match self.owner_of(session.req_header(), ctx.routed()?) {
+                    Some(owner) => {
+                        // The owner's cache answers; this node keeps no copy (docs/fleet.md).
+                        let routed = ctx.routed_mut()?;
+                        routed.owner = Some(owner);
+                        routed.fwd = Some(Fwd::Owner);
+                        Ok(false)
+                    }
+                    None => {
+                        let Plan::Fetch { lookup, forward } = plan else {
+                            return Ok(false);
+                        };
+                        self.fetch(session, ctx, lookup, forward).await
+                    }
+                }
             }
             Plan::Fetch { lookup, forward } => self.fetch(session, ctx, lookup, forward).await,
         }
@@ -312,7 +441,10 @@ impl ProxyHttp for Gateway {
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         let routed = ctx.routed()?;
         let method = &session.req_header().method;
-        if !routed.route.spec.cache.enabled || (method != Method::GET && method != Method::HEAD) {
+        if !routed.route.spec.cache.enabled
+            || (method != Method::GET && method != Method::HEAD)
+            || routed.owner.is_some()
+        {
             return Ok(());
         }
         let mut overrides = CacheOptionOverrides::default();
@@ -430,6 +562,11 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        if let (Some(owner), Some(fleet)) = (&ctx.routed()?.owner, self.fleet()) {
+            let peer = crate::cluster::peer::http_peer(fleet, owner);
+            ctx.origin.tries += 1;
+            return Ok(Box::new(peer));
+        }
         let upstream = ctx.routed()?.route.upstream.clone();
         if ctx.origin.in_flight.is_none() {
             ctx.origin.in_flight = Some(upstream::admit(&upstream)?);
@@ -446,6 +583,17 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        if ctx.routed().is_ok_and(|r| r.owner.is_some()) {
+            let outcome = match e.etype() {
+                ErrorType::ConnectTimedout => "timeout",
+                ErrorType::ConnectRefused => "refused",
+                _ => "error",
+            };
+            self.fail_over(ctx, outcome, &format!("cannot connect: {e}"));
+            // Every failure takes a member off the ring, so this ends at the origin.
+            e.set_retry(true);
+            return e;
+        }
         let servers = ctx
             .route()
             .map(|r| r.upstream.spec.servers.len())
@@ -474,6 +622,16 @@ impl ProxyHttp for Gateway {
         if client_reused {
             ctx.origin.stale_connection_failures += 1;
         }
+        let to_owner = ctx.routed().is_ok_and(|r| r.owner.is_some());
+        if to_owner && replayable && !client_reused {
+            let outcome = match e.etype() {
+                ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
+                _ => "error",
+            };
+            self.fail_over(ctx, outcome, &format!("request failed: {e}"));
+            e.set_retry(true);
+            return e;
+        }
         if replayable && ctx.origin.stale_connection_failures <= STALE_CONNECTION_RETRIES {
             e.retry.decide_reuse(client_reused);
         } else {
@@ -495,12 +653,24 @@ impl ProxyHttp for Gateway {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
+        if let (Some(_), Some(fleet)) = (&routed.owner, self.fleet()) {
+            upstream::rewrite_for_peer(
+                upstream_request,
+                &routed.authority,
+                client_ip,
+                scheme_of(session, routed),
+                fleet.credentials(),
+            )?;
+            ctx.origin.sent = Some(Instant::now());
+            ctx.origin.sent_at = Some(SystemTime::now());
+            return Ok(());
+        }
         upstream::rewrite_request(
             upstream_request,
             &routed.route.upstream,
             &routed.authority,
             client_ip,
-            scheme(session),
+            scheme_of(session, routed),
         )?;
         // An ETag etagate computed means nothing to the origin: revalidate such a response with
         // Last-Modified alone, or fetch it whole (an unchanged body keeps its tag).
@@ -535,6 +705,26 @@ impl ProxyHttp for Gateway {
             return Ok(());
         }
         let routed = ctx.routed()?;
+        if let Some(owner) = routed.owner.clone() {
+            ctx.origin.wait = ctx.origin.sent.map(|s| s.elapsed());
+            strip_hop_by_hop(upstream_response);
+            // etagate's own failures (overload, internal errors) carry no Cache-Status; an
+            // origin's 5xx relayed by the owner does, and says nothing about the owner.
+            let machinery = matches!(status, 500 | 503)
+                && !upstream_response.headers.contains_key("cache-status");
+            let outcome = if machinery { "owner_error" } else { "ok" };
+            crate::metrics::METRICS
+                .cluster
+                .peer_requests
+                .with_label_values(&[&owner.name, outcome])
+                .inc();
+            if machinery {
+                if let Some(fleet) = self.fleet() {
+                    fleet.mark_down(&owner, &format!("answered {status} from its own machinery"));
+                }
+            }
+            return Ok(());
+        }
         if let Some(sent) = ctx.origin.sent {
             let waited = sent.elapsed();
             let m = &routed.route.upstream.metrics;
@@ -557,13 +747,23 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
         if !is_safe(&req.method) && (200..400).contains(&status) {
             let routed = ctx.routed()?;
-            for key in storing::invalidation_targets(
+            let targets = storing::invalidation_targets(
                 req,
                 upstream_response,
-                scheme(session),
+                scheme_of(session, routed),
                 &routed.authority,
-            ) {
+            );
+            for key in &targets {
                 self.cache.store.purge_primary(&key.hash);
+            }
+            if let Some((_, control)) = &self.fleet {
+                if routed.config.config.cluster.is_some() && !routed.via_peer {
+                    let urls: Vec<String> = targets
+                        .iter()
+                        .filter_map(|k| k.text().map(str::to_string))
+                        .collect();
+                    control.invalidate_fleet(urls);
+                }
             }
         }
         Ok(())

@@ -92,6 +92,7 @@ pub fn of_forwarded(f: &Forwarded) -> (CacheStatus, CacheOutcome) {
     } else {
         match f.fwd {
             Some(Fwd::Bypass) | None => CacheOutcome::Bypass,
+            Some(Fwd::Owner) => CacheOutcome::Owner,
             Some(Fwd::Stale) if f.status >= 500 => CacheOutcome::Expired,
             Some(Fwd::Stale) if f.same_content => CacheOutcome::RevalidatedUnchanged,
             Some(Fwd::Stale) => CacheOutcome::RevalidatedChanged,
@@ -167,6 +168,14 @@ pub fn of_pipeline(
             },
             CacheOutcome::RevalidatedUnchanged,
         ),
+        PipelinePhase::Disabled if fwd == Some(Fwd::Owner) => (
+            CacheStatus {
+                fwd: Some(Fwd::Owner.as_str()),
+                fwd_status,
+                ..Default::default()
+            },
+            CacheOutcome::Owner,
+        ),
         PipelinePhase::Disabled if fwd != Some(Fwd::Bypass) => (
             CacheStatus {
                 fwd: Some(fwd.map(Fwd::as_str).unwrap_or("miss")),
@@ -193,6 +202,7 @@ pub fn label(
     mut status: CacheStatus,
     debug_key: Option<&PrimaryKey>,
     from_cache: bool,
+    cache_name: &str,
 ) -> Result<()> {
     if let Some(key) = debug_key {
         if let Some(text) = key.text() {
@@ -201,7 +211,27 @@ pub fn label(
         }
         header.insert_header("x-cache-hit", if from_cache { "true" } else { "false" })?;
     }
-    header.insert_header("cache-status", status.render())?;
+    header.insert_header("cache-status", status.render_as(cache_name))?;
+    Ok(())
+}
+
+/// Add this node's `Cache-Status` entry after the owner's (RFC 9211: the last entry is the
+/// cache closest to the client).
+pub fn label_after_owner(
+    header: &mut ResponseHeader,
+    status: CacheStatus,
+    cache_name: &str,
+) -> Result<()> {
+    let ours = status.render_as(cache_name);
+    let value = match header
+        .headers
+        .get("cache-status")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(owner) if !owner.trim().is_empty() => format!("{owner}, {ours}"),
+        _ => ours,
+    };
+    header.insert_header("cache-status", value)?;
     Ok(())
 }
 

@@ -89,6 +89,7 @@ async fn relay(
     let debug_key = route.spec.debug_headers.then(|| routed.key.clone());
     let stale = routed.stale.clone();
     let fwd = routed.fwd;
+    let config = routed.config.clone();
 
     let want_hash = status == 200
         && !header.headers.contains_key(ETAG)
@@ -127,6 +128,7 @@ async fn relay(
         cache_status,
         debug_key.as_deref(),
         report.served_from_cache(),
+        config.cache_name(),
     )?;
     ctx.sent.cache_outcome = Some(cache_outcome);
     let validator_from_cache = report.served_from_cache() || report.revalidated();

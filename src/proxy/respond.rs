@@ -158,11 +158,22 @@ pub async fn respond_text(
     extra: &[(&'static str, &str)],
 ) -> Result<Delivery> {
     let body = Bytes::from(format!("{status} {text}\n"));
+    respond_body(session, status, "text/plain; charset=utf-8", body, extra).await
+}
+
+/// A complete response etagate writes itself, never stored (`no-store`).
+pub async fn respond_body(
+    session: &mut Session,
+    status: u16,
+    content_type: &str,
+    body: Bytes,
+    extra: &[(&'static str, &str)],
+) -> Result<Delivery> {
     let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
     for (name, value) in extra {
         resp.insert_header(*name, *value)?;
     }
-    resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
     resp.insert_header(CONTENT_LENGTH, body.len())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     let decision = Decision::Send {

@@ -41,6 +41,8 @@ pub async fn serve_stored(
     let route = routed.route.clone();
     let debug_key = route.spec.debug_headers.then(|| routed.key.clone());
     let primary = routed.key.hash;
+    let config = routed.config.clone();
+    let cache_name = config.cache_name();
     let now = SystemTime::now();
     let (status, outcome) = outcome::of_stored(how, entry.freshness.ttl_secs(now));
     let len = entry.body.len();
@@ -69,14 +71,14 @@ pub async fn serve_stored(
             Some(mut decision) => {
                 if let super::respond::Decision::NotModified(h) = &mut decision {
                     h.insert_header(AGE, entry.freshness.age_header(now))?;
-                    outcome::label(h, status, debug_key.as_deref(), true)?;
+                    outcome::label(h, status, debug_key.as_deref(), true, cache_name)?;
                 }
                 (decision, &[][..])
             }
             None => {
                 let mut header: ResponseHeader = tagged.unwrap_or_else(|| entry.header.clone());
                 header.insert_header(AGE, entry.freshness.age_header(now))?;
-                outcome::label(&mut header, status, debug_key.as_deref(), true)?;
+                outcome::label(&mut header, status, debug_key.as_deref(), true, cache_name)?;
                 let decision = decide_unconditionally(session.req_header(), header, Some(len))?;
                 (decision, std::slice::from_ref(&entry.body))
             }

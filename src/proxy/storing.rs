@@ -99,13 +99,13 @@ pub fn invalidation_targets(
     authority: &str,
 ) -> Vec<PrimaryKey> {
     let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let mut out = vec![PrimaryKey::new(scheme, authority, path)];
+    let mut out = vec![PrimaryKey::with_text(scheme, authority, path)];
     for name in [LOCATION, CONTENT_LOCATION] {
         let Some(v) = resp.headers.get(&name).and_then(|v| v.to_str().ok()) else {
             continue;
         };
         if let Some(target) = resolve_same_origin(v.trim(), scheme, authority, req.uri.path()) {
-            out.push(PrimaryKey::new(scheme, authority, &target));
+            out.push(PrimaryKey::with_text(scheme, authority, &target));
         }
     }
     out

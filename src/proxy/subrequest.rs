@@ -79,6 +79,8 @@ pub struct InnerPlan {
     authority: Arc<str>,
     host_len: usize,
     report: Arc<InnerReport>,
+    via_peer: bool,
+    scheme: &'static str,
 }
 
 impl InnerPlan {
@@ -90,6 +92,8 @@ impl InnerPlan {
             authority: outer.authority.clone(),
             host_len: outer.host_len,
             report,
+            via_peer: outer.via_peer,
+            scheme: outer.scheme,
         }
     }
 
@@ -105,6 +109,9 @@ impl InnerPlan {
             directives,
             fwd: None,
             stale: None,
+            owner: None,
+            via_peer: self.via_peer,
+            scheme: self.scheme,
         }
     }
 }

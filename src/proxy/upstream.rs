@@ -86,6 +86,19 @@ pub fn rewrite_request(
     client_ip: Option<std::net::IpAddr>,
     scheme: &'static str,
 ) -> Result<()> {
+    let host = upstream.spec.host.as_deref().unwrap_or(authority);
+    rewrite_target_and_forwarding(req, host, client_ip)?;
+    req.insert_header("x-forwarded-proto", scheme)?;
+    Ok(())
+}
+
+/// Unkeyed inputs removed, the target in origin form, `Host` set, the client appended to
+/// `X-Forwarded-For`.
+fn rewrite_target_and_forwarding(
+    req: &mut RequestHeader,
+    host: &str,
+    client_ip: Option<std::net::IpAddr>,
+) -> Result<()> {
     for name in UNKEYED_INPUTS {
         req.remove_header(name);
     }
@@ -97,7 +110,6 @@ pub fn rewrite_request(
             req.set_uri(http::Uri::from(pq));
         }
     }
-    let host = upstream.spec.host.as_deref().unwrap_or(authority);
     req.insert_header(HOST, host)?;
     if let Some(ip) = client_ip {
         let xff = HeaderName::from_static("x-forwarded-for");
@@ -107,7 +119,26 @@ pub fn rewrite_request(
         };
         req.insert_header(xff, value)?;
     }
-    req.insert_header("x-forwarded-proto", scheme)?;
+    Ok(())
+}
+
+/// Rewrite a client request for the fleet member that owns its key. The owner treats it as
+/// its own client's: the canonical authority as `Host` (so it routes and keys alike), the
+/// edge's scheme (the hop is plain HTTP), the client's conditionals and `Range` untouched (the
+/// owner answers them, so a 304 carries no body across the fleet), and the proof of membership.
+pub fn rewrite_for_peer(
+    req: &mut RequestHeader,
+    authority: &str,
+    client_ip: Option<std::net::IpAddr>,
+    scheme: &'static str,
+    credentials: [(&'static str, String); 2],
+) -> Result<()> {
+    rewrite_target_and_forwarding(req, authority, client_ip)?;
+    req.remove_header("x-forwarded-proto");
+    req.insert_header(crate::cluster::auth::SCHEME_HEADER, scheme)?;
+    for (name, value) in credentials {
+        req.insert_header(name, value)?;
+    }
     Ok(())
 }
 

@@ -44,7 +44,11 @@ pub fn instantiate(
         .admin
         .token_file
         .as_ref()
-        .and_then(|path| read_token(path, &mut r));
+        .and_then(|path| read_secret(path, "admin.token_file", &mut r));
+    let cluster_secret = config
+        .cluster
+        .as_ref()
+        .and_then(|c| read_secret(&c.secret_file, "cluster.secret_file", &mut r));
     let mut upstreams = BTreeMap::new();
     for (name, spec) in &config.upstreams {
         let reused = previous
@@ -90,20 +94,23 @@ pub fn instantiate(
         config,
         generation: 0,
         admin_token,
+        cluster_secret,
         access_log,
         upstreams,
         routes,
     })
 }
 
-fn read_token(path: &str, r: &mut Reporter) -> Option<String> {
+/// A token or shared secret from a file (surrounding whitespace trimmed), named in the config
+/// at `key`.
+fn read_secret(path: &str, key: &str, r: &mut Reporter) -> Option<String> {
     match std::fs::read_to_string(path) {
         Ok(t) => {
             let t = t.trim().to_string();
             if t.len() < MIN_TOKEN_LEN {
                 r.at_value(
-                    "admin.token_file",
-                    format!("the token in '{path}' has {} characters; use at least {MIN_TOKEN_LEN} (e.g. `openssl rand -hex 32`)", t.len()),
+                    key,
+                    format!("the secret in '{path}' has {} characters; use at least {MIN_TOKEN_LEN} (e.g. `openssl rand -hex 32`)", t.len()),
                 );
                 None
             } else {
@@ -111,10 +118,7 @@ fn read_token(path: &str, r: &mut Reporter) -> Option<String> {
             }
         }
         Err(e) => {
-            r.at_value(
-                "admin.token_file",
-                format!("cannot read admin token file '{path}': {e}"),
-            );
+            r.at_value(key, format!("cannot read '{path}': {e}"));
             None
         }
     }
@@ -205,9 +209,7 @@ mod tests {
             .expect("the token file does not exist")
             .to_string();
         assert!(
-            err.starts_with(
-                "conf.yaml:4:15: cannot read admin token file '/nonexistent/etagate-token'"
-            ),
+            err.starts_with("conf.yaml:4:15: cannot read '/nonexistent/etagate-token'"),
             "{err}"
         );
     }

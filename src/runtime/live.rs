@@ -133,6 +133,16 @@ fn needs_upgrade(old: &RuntimeConfig, new: &RuntimeConfig) -> Vec<String> {
     if o.ca_file != n.ca_file {
         out.push("server.ca_file".to_string());
     }
+    // The peer listener is bound at start, and peers know this node by name and address.
+    match (&old.cluster, &new.cluster) {
+        (None, None) => {}
+        (Some(o), Some(n)) => {
+            if (&o.node, o.listen, o.advertise) != (&n.node, n.listen, n.advertise) {
+                out.push("cluster.node/listen/advertise".to_string());
+            }
+        }
+        _ => out.push("cluster".to_string()),
+    }
     // The lock's own expiry and the log queue are sized once, at start.
     if old.cache.lock_timeout != new.cache.lock_timeout {
         out.push("cache.lock_timeout".to_string());

@@ -27,6 +27,8 @@ pub struct RuntimeConfig {
     pub generation: u64,
     /// Bearer token for the mutating admin endpoints; `None` disables them.
     pub admin_token: Option<String>,
+    /// The secret fleet members share (`cluster.secret_file`), when clustered.
+    pub cluster_secret: Option<String>,
     pub access_log: access_log::Settings,
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     /// Index-aligned with `config.routes`.
@@ -34,6 +36,16 @@ pub struct RuntimeConfig {
 }
 
 impl RuntimeConfig {
+    /// The name this node's cache goes by in `Cache-Status`: its fleet node name, else
+    /// `etagate`.
+    pub fn cache_name(&self) -> &str {
+        self.config
+            .cluster
+            .as_ref()
+            .map(|c| c.node.as_str())
+            .unwrap_or("etagate")
+    }
+
     /// The most specific route for a canonical host and a request path.
     pub fn route(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
         self.config

@@ -13,6 +13,7 @@ use crate::access_log::AccessLogger;
 use crate::admin::AdminApp;
 use crate::cache::SharedCache;
 use crate::cli::Cli;
+use crate::cluster::Fleet;
 use crate::config::{self, ConfigErrors};
 use crate::control::{Control, ProcessState};
 use crate::metrics::METRICS;
@@ -98,6 +99,7 @@ pub fn run(cli: Cli) -> ExitCode {
         let mut addresses: Vec<std::net::SocketAddr> =
             cfg.config.listeners.iter().map(|l| l.address).collect();
         addresses.push(cfg.config.admin.address);
+        addresses.extend(cfg.config.cluster.as_ref().map(|c| c.listen));
         for addr in addresses {
             if let Err(e) = std::net::TcpListener::bind(addr) {
                 eprintln!(
@@ -130,6 +132,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let cache_settings = cfg.config.cache.clone();
     let drain_period = cfg.config.server.grace_period;
     let etag_budget = cfg.config.etag_buffer_budget;
+    let cfg_cluster = cfg.config.cluster.clone();
+    let cfg_secret = cfg.cluster_secret.clone();
     let live = LiveConfig::new(cfg);
 
     let mut server = Server::new_with_opt_and_conf(opt, conf);
@@ -144,14 +148,32 @@ pub fn run(cli: Cli) -> ExitCode {
     ));
     let buffers = Arc::new(BufferBudget::default());
     METRICS.etag_buffer_budget_bytes.set(etag_budget as i64);
-    let control = Arc::new(Control::new(
+    let fleet = match (&cfg_cluster, &cfg_secret) {
+        (Some(spec), Some(secret)) => Some(Arc::new(Fleet::new(spec, secret))),
+        _ => None,
+    };
+    let mut control = Control::new(
         live.clone(),
         access_log.clone(),
         state.clone(),
         cache.clone(),
-    ));
+    );
+    if let Some(f) = &fleet {
+        control = control.with_fleet(f.clone());
+    }
+    let control = Arc::new(control);
 
-    let gateway = Gateway::new(live.clone(), access_log, state.clone(), cache, buffers);
+    let mut gateway = Gateway::new(live.clone(), access_log, state.clone(), cache, buffers);
+    let mut peers = None;
+    if let (Some(f), Some(spec)) = (&fleet, &cfg_cluster) {
+        gateway = gateway.in_fleet(f.clone(), control.clone());
+        let mut service = Service::new(
+            "etagate peers".to_string(),
+            pingora_proxy::http_proxy(&server.configuration, gateway.for_peers()),
+        );
+        service.add_tcp(&spec.listen.to_string());
+        peers = Some(service);
+    }
     let mut app = pingora_proxy::http_proxy(&server.configuration, gateway);
     let mut options = HttpServerOptions::default();
     options.h2c = true;
@@ -184,6 +206,13 @@ pub fn run(cli: Cli) -> ExitCode {
 
     server.add_service(proxy);
     server.add_service(admin);
+    if let (Some(service), Some(f)) = (peers, &fleet) {
+        server.add_service(service);
+        server.add_service(background_service(
+            "fleet upkeep",
+            tasks::FleetUpkeep::new(f.clone()),
+        ));
+    }
     server.add_service(background_service(
         "lifecycle",
         tasks::Lifecycle::new(control.clone(), phases, listeners),

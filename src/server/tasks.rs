@@ -143,6 +143,44 @@ impl BackgroundService for HealthChecks {
     }
 }
 
+/// The fleet's upkeep: each peer probed every `cluster.probe_interval`, the DNS name (if
+/// any) resolved every `cluster.dns.interval`. Both read the interval anew on every round, so
+/// a reload applies at the next one.
+pub struct FleetUpkeep {
+    fleet: Arc<crate::cluster::Fleet>,
+}
+
+impl FleetUpkeep {
+    pub fn new(fleet: Arc<crate::cluster::Fleet>) -> Self {
+        FleetUpkeep { fleet }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for FleetUpkeep {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut last_resolve: Option<Instant> = None;
+        loop {
+            let (probe_every, dns_every) = {
+                let s = self.fleet.settings();
+                (
+                    s.spec.probe_interval,
+                    s.spec.dns.as_ref().map(|d| d.interval),
+                )
+            };
+            if dns_every.is_some_and(|every| last_resolve.is_none_or(|t| t.elapsed() >= every)) {
+                last_resolve = Some(Instant::now());
+                self.fleet.resolve().await;
+            }
+            self.fleet.probe_all().await;
+            tokio::select! {
+                _ = tokio::time::sleep(probe_every) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
 /// Replace SIGHUP's default action (terminate) with tokio's handler before the server starts,
 /// so a reload signal that arrives during start-up is not fatal. Tokio keeps a signal handler
 /// for the life of the process once registered.
