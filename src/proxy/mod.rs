@@ -623,11 +623,14 @@ impl ProxyHttp for Gateway {
             ctx.origin.stale_connection_failures += 1;
         }
         let to_owner = ctx.routed().is_ok_and(|r| r.owner.is_some());
-        if to_owner && replayable && !client_reused {
-            let outcome = match e.etype() {
-                ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
-                _ => "error",
-            };
+        let timed_out = matches!(
+            e.etype(),
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout
+        );
+        // A pooled connection the owner closed while idle is retried like an origin's; a
+        // timeout is the owner's (or the link's) failure, wherever the connection came from.
+        if to_owner && replayable && (timed_out || !client_reused) {
+            let outcome = if timed_out { "timeout" } else { "error" };
             self.fail_over(ctx, outcome, &format!("request failed: {e}"));
             e.set_retry(true);
             return e;
@@ -913,9 +916,12 @@ impl ProxyHttp for Gateway {
             host: ctx.host().unwrap_or_default().to_string(),
             status: ctx.sent.status,
             route: route.map(|r| r.name.clone()),
-            upstream: route
-                .filter(|_| asked_origin)
-                .map(|r| r.upstream.name.clone()),
+            upstream: match ctx.routed().ok().and_then(|r| r.owner.as_ref()) {
+                Some(owner) => Some(Arc::from(format!("member:{}", owner.name))),
+                None => route
+                    .filter(|_| asked_origin)
+                    .map(|r| r.upstream.name.clone()),
+            },
             cache: ctx.sent.cache_outcome.map(|o| o.as_str()).unwrap_or("-"),
             etag: ctx.sent.etag_source.as_str(),
             body_bytes: ctx.sent.body_bytes,
