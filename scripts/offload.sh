@@ -6,8 +6,11 @@
 # odd ones, so half the objects expire several times during a replay. Simulated clients keep
 # URL -> ETag and send If-None-Match on repeat requests.
 #
-# Usage: scripts/offload.sh [--smoke] [--no-build] [--requests N] [--rate Q] [--out FILE]
+# Usage: scripts/offload.sh [--smoke] [--fleet] [--no-build] [--requests N] [--rate Q] [--out FILE]
 #   --smoke      5,000 requests unpaced, report in /tmp/etagate-offload-smoke.md (CI)
+#   --fleet      the same replay through three nodes (32 MiB of cache each, a working set of
+#                about 70 MiB), spread round robin: one node alone, three nodes each on its own,
+#                three nodes sharding their caches (cluster:); report docs/offload-fleet.md
 #   --out FILE   Markdown report (default docs/offload.md)
 # Everything listens on 127.0.0.1; each replay stops by itself after 110 s at most.
 set -euo pipefail
@@ -16,15 +19,16 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 requests=50000; rate=1000; urls=10000; clients=200; threads=8; zipf=1.0
-smoke=0; build=1; out=""
+smoke=0; build=1; out=""; fleet=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) smoke=1 ;;
+    --fleet) fleet=1 ;;
     --no-build) build=0 ;;
     --requests) requests=$2; shift ;;
     --rate) rate=$2; shift ;;
     --out) out=$2; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
@@ -98,6 +102,11 @@ start_server origin nginx -p "$WORK/origin" -c "$WORK/origin/nginx.conf"
 wait_http "http://127.0.0.1:$P_ORIGIN/o/0" || { echo "offload: the origin did not start" >&2; cat "$WORK/origin.out" "$WORK/origin/error.log" >&2; exit 1; }
 if curl -s -D - -o /dev/null "http://127.0.0.1:$P_ORIGIN/o/0" | grep -qiE '^(etag|last-modified):'; then
   echo "offload: the origin sends a validator; it must not" >&2; exit 1
+fi
+
+if [ "$fleet" = 1 ]; then
+  . scripts/lib/offload-fleet.sh
+  exit 0
 fi
 
 cat >"$WORK/etagate.yaml" <<EOF

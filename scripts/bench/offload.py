@@ -6,8 +6,9 @@
 
   offload.py replay BASE [--urls N] [--requests R] [--clients C] [--threads T] [--rate Q]
                          [--zipf S] [--seed S] [--timeout SECS]
-      replay a Zipf(S) workload over the N URLs against BASE (http://127.0.0.1:PORT) and print
-      one JSON object with what the clients saw.
+      replay a Zipf(S) workload over the N URLs against BASE (http://127.0.0.1:PORT, or several
+      separated by commas: requests then go round robin over them) and print one JSON object
+      with what the clients saw.
 
 The workload is fixed by the seed, so two replays (straight to the origin, then through
 etagate) send the same requests in the same order. Popularity rank and file are shuffled, so
@@ -76,9 +77,11 @@ class Stats:
             self.latency += other.latency
 
 
-def worker(base, items, rate, deadline, timeout, total):
-    u = urlparse(base)
-    conn = None
+def worker(bases, items, rate, deadline, timeout, total, host=None):
+    """Send `items` in order, the n-th to bases[n % len(bases)] (one keep-alive connection
+    per base): with several bases, requests spread round robin over them."""
+    targets = [urlparse(b) for b in bases]
+    conns = [None] * len(targets)
     st = Stats()
     etags = {}  # (client, url) -> ETag
     start = time.monotonic()
@@ -89,11 +92,13 @@ def worker(base, items, rate, deadline, timeout, total):
             wait = start + n / rate - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
-        headers = {}
+        headers = {"Host": host} if host else {}
         tag = etags.get((client, url))
         if tag:
             headers["If-None-Match"] = tag
             st.conditional += 1
+        k = n % len(targets)
+        u, conn = targets[k], conns[k]
         for attempt in (1, 2):
             try:
                 if conn is None:
@@ -111,6 +116,7 @@ def worker(base, items, rate, deadline, timeout, total):
                 if attempt == 2:
                     st.errors += 1
                     resp = None
+        conns[k] = conn
         if resp is None:
             continue
         st.requests += 1
@@ -122,8 +128,9 @@ def worker(base, items, rate, deadline, timeout, total):
         tag = resp.getheader("ETag")
         if resp.status == 200 and tag:
             etags[(client, url)] = tag
-    if conn is not None:
-        conn.close()
+    for conn in conns:
+        if conn is not None:
+            conn.close()
     total.add(st)
 
 
@@ -150,8 +157,9 @@ def replay(args):
     total = Stats()
     deadline = time.monotonic() + args.timeout
     t0 = time.monotonic()
-    threads = [threading.Thread(target=worker, args=(args.base, its, args.rate / args.threads,
-                                                     deadline, 10, total))
+    bases = args.base.split(",")
+    threads = [threading.Thread(target=worker, args=(bases, its, args.rate / args.threads,
+                                                     deadline, 10, total, args.host))
                for its in per_thread]
     for t in threads:
         t.start()
@@ -196,6 +204,8 @@ def main():
     r.add_argument("--zipf", type=float, default=1.0)
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("--timeout", type=float, default=110.0, help="stop the replay after this many seconds")
+    r.add_argument("--host", help="Host header to send (default: the base's host:port); several "
+                   "nodes of one fleet must see one site")
     a = ap.parse_args()
     if a.cmd == "gen":
         gen(a)
