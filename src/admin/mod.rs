@@ -6,14 +6,14 @@
 //! | `GET /healthz` | none | 200 while the process runs |
 //! | `GET /readyz` | none | 200 when the config is loaded and listeners accept; 503 while draining |
 //! | `POST /reload` | bearer token | re-read and apply the config file |
-//! | `POST /purge` | bearer token | remove every stored variant of the URLs in the body |
+//! | `POST /purge` | bearer token | purge by URL, URL prefix or cache tag, hard or soft ([`crate::control::purge`]) |
 //!
 //! Reading endpoints are open because load balancers and Prometheus must reach them and they
 //! reveal nothing beyond aggregate counts (no URLs, no client addresses); anything that changes
 //! state needs `Authorization: Bearer <token>` with the token from `admin.token_file`, and is
 //! refused (403) when no token is configured.
 
-use crate::control::{purge_urls, Control};
+use crate::control::{Control, PurgeRequest};
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
 use pingora_core::apps::http_app::ServeHttp;
@@ -45,7 +45,12 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response<Vec<u8>> {
 }
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response<Vec<u8>> {
-    let body = format!("{value}\n").into_bytes();
+    json_text(status, value.to_string())
+}
+
+/// A JSON answer from its text (a struct serialized directly keeps its field order).
+fn json_text(status: StatusCode, text: String) -> Response<Vec<u8>> {
+    let body = format!("{text}\n").into_bytes();
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
@@ -165,7 +170,7 @@ impl ServeHttp for AdminApp {
                 Some(r) => r,
                 None => match read_body(session).await {
                     Err(e) => text(StatusCode::BAD_REQUEST, e),
-                    Ok(body) => self.purge(&body),
+                    Ok(body) => self.purge(&body).await,
                 },
             },
             (_, "/metrics" | "/healthz" | "/readyz" | "/reload" | "/purge") => {
@@ -180,20 +185,26 @@ impl ServeHttp for AdminApp {
 }
 
 impl AdminApp {
-    /// Remove every stored variant of each URL in the body (absolute URLs, one per line).
-    fn purge(&self, body: &[u8]) -> Response<Vec<u8>> {
-        let body = String::from_utf8_lossy(body);
-        match purge_urls(&body) {
-            Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
-            Ok(urls) => {
-                let purged: Vec<serde_json::Value> = self
-                    .control
-                    .purge(&urls)
-                    .into_iter()
-                    .map(|(key, n)| serde_json::json!({ "key": key, "variants": n }))
-                    .collect();
-                json(StatusCode::OK, serde_json::json!({ "purged": purged }))
-            }
+    /// Purge what the body names (JSON, or absolute URLs one per line) and answer with the
+    /// report. A prefix purge visits every stored URL, so it runs off the admin thread.
+    async fn purge(&self, body: &[u8]) -> Response<Vec<u8>> {
+        let req = match PurgeRequest::from_body(body) {
+            Ok(r) => r,
+            Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        };
+        let control = self.control.clone();
+        match tokio::task::spawn_blocking(move || control.purge(&req)).await {
+            Ok(report) => match serde_json::to_string(&report) {
+                Ok(v) => json_text(StatusCode::OK, v),
+                Err(e) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("purged, but the report could not be written: {e}\n"),
+                ),
+            },
+            Err(e) => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("purge failed: {e}\n"),
+            ),
         }
     }
 }
