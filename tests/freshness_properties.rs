@@ -44,6 +44,7 @@ prop_compose! {
             stale_while_revalidate: secs(swr),
             stale_if_error: secs(sie),
             heuristic,
+            invalidated: false,
         }
     }
 }
@@ -118,6 +119,24 @@ proptest! {
             prop_assert_eq!(usability(&banned, &req, now), Use::Validate);
             prop_assert!(!may_serve_while_revalidating(&banned, &req, now));
             prop_assert!(!may_serve_on_error(&banned, &req, secs(route), now));
+        }
+    }
+
+    /// After a soft purge every use asks the origin first, whatever the request accepts, and
+    /// nothing is served while a refresh runs; stale-if-error may still serve it, but never
+    /// where it could not have served the response without the purge.
+    #[test]
+    fn a_soft_purge_always_validates(
+        f in freshness(), req in request(), purge_after in 0u32..200_000, later in 0u32..200_000, route in 0u32..100_000,
+    ) {
+        let mut purged = f;
+        purged.invalidate(at(&f, purge_after));
+        let now = at(&f, purge_after.saturating_add(later));
+        prop_assert!(!purged.is_fresh(now));
+        prop_assert_eq!(usability(&purged, &req, now), Use::Validate);
+        prop_assert!(!may_serve_while_revalidating(&purged, &req, now));
+        if may_serve_on_error(&purged, &req, secs(route), now) {
+            prop_assert!(may_serve_on_error(&f, &req, secs(route), now));
         }
     }
 

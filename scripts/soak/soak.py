@@ -436,10 +436,10 @@ class Purger(threading.Thread):
                 status, resp = self.admin.call("POST", "/purge", body.encode(), auth=True)
                 if status != 200:
                     raise OSError(f"answered {status}: {resp[:200]!r}")
-                got = json.loads(resp)["purged"]
+                got = json.loads(resp)["urls"]
                 self.purges += 1
                 self.keys += len(got)
-                self.variants += sum(p["variants"] for p in got)
+                self.variants += sum(p["entries"] for p in got)
             except (OSError, ValueError, KeyError, http.client.HTTPException) as e:
                 self.failures += 1
                 if len(self.failure_examples) < 3:

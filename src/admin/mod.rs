@@ -6,7 +6,7 @@
 //! | `GET /healthz` | none | 200 while the process runs |
 //! | `GET /readyz` | none | 200 when the config is loaded and listeners accept; 503 while draining |
 //! | `POST /reload` | bearer token | re-read and apply the config file |
-//! | `POST /purge` | bearer token | remove every stored variant of the URLs in the body |
+//! | `POST /purge` | bearer token | purge by URL, URL prefix or cache tag, hard or soft ([`crate::control::purge`]) |
 //!
 //! Reading endpoints are open because load balancers and Prometheus must reach them and they
 //! reveal nothing beyond aggregate counts (no URLs, no client addresses); anything that changes
@@ -45,7 +45,12 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response<Vec<u8>> {
 }
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response<Vec<u8>> {
-    let body = format!("{value}\n").into_bytes();
+    json_text(status, value.to_string())
+}
+
+/// A JSON answer from its text (a struct serialized directly keeps its field order).
+fn json_text(status: StatusCode, text: String) -> Response<Vec<u8>> {
+    let body = format!("{text}\n").into_bytes();
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
@@ -181,11 +186,20 @@ impl ServeHttp for AdminApp {
 
 impl AdminApp {
     /// Apply a purge here and, in a fleet, on every other member; the answer lists each
-    /// node's result.
+    /// node's result. A prefix purge visits every stored URL, so it runs off the admin thread.
     async fn purge(&self, body: Vec<u8>) -> Response<Vec<u8>> {
-        let local = match self.control.purge_request(&body) {
-            Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
-            Ok(report) => report,
+        let control = self.control.clone();
+        let shared = bytes::Bytes::from(body);
+        let mine = shared.clone();
+        let local = match tokio::task::spawn_blocking(move || control.purge_request(&mine)).await {
+            Ok(Ok(report)) => report,
+            Ok(Err(e)) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+            Err(e) => {
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("purge failed: {e}\n"),
+                )
+            }
         };
         let Some(fleet) = &self.control.fleet else {
             return json(StatusCode::OK, local);
@@ -196,7 +210,7 @@ impl AdminApp {
             "seconds": 0.0,
             "report": local.clone(),
         })];
-        nodes.extend(self.control.purge_fleet(bytes::Bytes::from(body)).await);
+        nodes.extend(self.control.purge_fleet(shared).await);
         let mut answer = local;
         answer["nodes"] = serde_json::Value::Array(nodes);
         json(StatusCode::OK, answer)

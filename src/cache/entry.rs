@@ -8,11 +8,19 @@ use pingora_cache::key::HashBinary;
 use pingora_cache::CacheMeta;
 use pingora_http::ResponseHeader;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Bookkeeping bytes charged per entry beyond its header and body (the entry struct, its
 /// `Arc`, the index slot).
 const ENTRY_OVERHEAD: usize = 256;
+/// Bytes charged per tag beyond its text: the tag index's map entry for it, so the index is
+/// paid for out of the cache budget like everything else an entry holds.
+const TAG_OVERHEAD: usize = 64;
+
+/// The tags of a stored response (see [`crate::http::tags`]), shared by its revalidated and
+/// soft-purged copies.
+pub type Tags = Arc<[Arc<str>]>;
 
 /// What the storage needs to know about a response it is asked to store, handed over in the
 /// `CacheMeta` extensions by `response_cache_filter`.
@@ -22,6 +30,28 @@ pub struct FillPolicy {
     /// Hash the body and add a content ETag if the response has none.
     pub compute_etag: bool,
     pub vary: VarySpec,
+    /// The response's cache tags, for purge by tag.
+    pub tags: Tags,
+    /// The URL as keyed (`scheme://host[:port]/path?query`), for purge by prefix.
+    pub url: Option<Arc<str>>,
+}
+
+impl FillPolicy {
+    /// A policy without tags or URL (tests, benches).
+    pub fn plain(freshness: Freshness, compute_etag: bool, vary: VarySpec) -> FillPolicy {
+        FillPolicy {
+            freshness,
+            compute_etag,
+            vary,
+            tags: no_tags(),
+            url: None,
+        }
+    }
+}
+
+/// The empty tag list.
+pub fn no_tags() -> Tags {
+    Arc::from(Vec::<Arc<str>>::new())
 }
 
 #[derive(Debug)]
@@ -36,6 +66,10 @@ pub struct Entry {
     pub vary: VarySpec,
     /// The ETag was computed by etagate (the origin cannot validate it).
     pub etag_computed: bool,
+    /// Cache tags; the storage's tag index lists this entry's key under each of them.
+    pub tags: Tags,
+    /// The URL as keyed; `None` only for entries stored without one (tests).
+    pub url: Option<Arc<str>>,
     pub created: SystemTime,
     pub weight: usize,
     /// Unix seconds at which a background refresh of this entry started (0: none).
@@ -73,23 +107,71 @@ impl Entry {
             variance,
             vary,
             etag_computed,
+            tags: no_tags(),
+            url: None,
             created: SystemTime::now(),
             weight,
             refresh_started: AtomicU64::new(0),
         }
     }
 
-    /// The same body with a new header and freshness (a 304 revalidation).
-    pub fn revalidated(&self, id: u64, header: ResponseHeader, freshness: Freshness) -> Entry {
+    /// The entry with its tags and URL, weighed with them.
+    pub fn labelled(mut self, tags: Tags, url: Option<Arc<str>>) -> Entry {
+        let before = self.label_weight();
+        self.tags = tags;
+        self.url = url;
+        self.weight = self.weight - before + self.label_weight();
+        self
+    }
+
+    fn label_weight(&self) -> usize {
+        self.url.as_ref().map_or(0, |u| u.len())
+            + self
+                .tags
+                .iter()
+                .map(|t| t.len() + TAG_OVERHEAD)
+                .sum::<usize>()
+    }
+
+    /// Whether the entry carries `tag`.
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| &**t == tag)
+    }
+
+    /// The same body with a new header, freshness and tags (a 304 revalidation: the origin's
+    /// 304 may bring new tags).
+    pub fn revalidated(&self, id: u64, header: ResponseHeader, policy: &FillPolicy) -> Entry {
         let mut e = Entry::new(
             id,
             header,
+            self.body.clone(),
+            policy.freshness,
+            self.variance,
+            self.vary.clone(),
+            self.etag_computed,
+        )
+        .labelled(
+            policy.tags.clone(),
+            policy.url.clone().or_else(|| self.url.clone()),
+        );
+        e.created = self.created;
+        e
+    }
+
+    /// The same response marked stale at `now` (a soft purge).
+    pub fn invalidated(&self, now: SystemTime) -> Entry {
+        let mut freshness = self.freshness;
+        freshness.invalidate(now);
+        let mut e = Entry::new(
+            self.id,
+            self.header.clone(),
             self.body.clone(),
             freshness,
             self.variance,
             self.vary.clone(),
             self.etag_computed,
-        );
+        )
+        .labelled(self.tags.clone(), self.url.clone());
         e.created = self.created;
         e
     }
@@ -105,7 +187,8 @@ impl Entry {
             self.variance,
             self.vary.clone(),
             true,
-        );
+        )
+        .labelled(self.tags.clone(), self.url.clone());
         e.created = self.created;
         e
     }
@@ -150,15 +233,17 @@ impl Entry {
             freshness: self.freshness,
             compute_etag: false,
             vary: self.vary.clone(),
+            tags: self.tags.clone(),
+            url: self.url.clone(),
         });
         meta
     }
 }
 
 /// A pingora `CacheMeta` with the freshness windows of `f`. A `no-cache` response is stale from
-/// the start, so every use goes through revalidation.
+/// the start, so every use goes through revalidation; so is a soft-purged one.
 pub fn new_meta(f: &Freshness, created: SystemTime, header: ResponseHeader) -> CacheMeta {
-    let fresh_until = if f.no_cache {
+    let fresh_until = if f.no_cache || f.invalidated {
         f.response_time
     } else {
         f.fresh_until()

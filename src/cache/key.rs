@@ -9,13 +9,15 @@
 
 use pingora_cache::key::HashBinary;
 use pingora_cache::CacheKey;
+use std::sync::Arc;
 
-/// A primary key: its 128-bit hash and, when asked for, its readable form (for `X-Cache-Key`
-/// and purge reports; building it costs an allocation the hot path does not need).
+/// A primary key: its 128-bit hash and, when asked for, its readable form (for `X-Cache-Key`,
+/// purge reports and the URL a stored response keeps for prefix purges; building it costs an
+/// allocation a request that never reaches the cache does not need).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrimaryKey {
     pub hash: HashBinary,
-    text: Option<String>,
+    text: Option<Arc<str>>,
 }
 
 /// The host and non-default port of an authority, as keyed, without allocating.
@@ -44,6 +46,12 @@ pub fn key_host(authority: &str, scheme: &str) -> String {
         Some(p) => format!("{}:{p}", host.to_ascii_lowercase()),
         None => host.to_ascii_lowercase(),
     }
+}
+
+/// The readable form of a key, `scheme://host[:port]/path?query`, host as keyed. A URL prefix
+/// written the same way is a prefix of the readable form of every key it covers.
+pub fn url_text(scheme: &str, authority: &str, path_and_query: &str) -> String {
+    format!("{scheme}://{}{path_and_query}", key_host(authority, scheme))
 }
 
 impl PrimaryKey {
@@ -76,16 +84,18 @@ impl PrimaryKey {
     /// The key with its readable form, `scheme://host[:port]/path?query`.
     pub fn with_text(scheme: &str, authority: &str, path_and_query: &str) -> PrimaryKey {
         let mut k = PrimaryKey::new(scheme, authority, path_and_query);
-        k.text = Some(format!(
-            "{scheme}://{}{path_and_query}",
-            key_host(authority, scheme)
-        ));
+        k.text = Some(Arc::from(url_text(scheme, authority, path_and_query)));
         k
     }
 
     /// The readable form, when the key was built with it.
     pub fn text(&self) -> Option<&str> {
         self.text.as_deref()
+    }
+
+    /// The readable form, shared (a stored response keeps it without another copy).
+    pub fn url(&self) -> Option<&Arc<str>> {
+        self.text.as_ref()
     }
 
     /// The pingora-cache key, with this hash as its primary and the variance if any.

@@ -2,11 +2,13 @@
 //!
 //! - [`key`]: what identifies a stored response;
 //! - [`entry`]: one stored response and what a fill needs to know;
-//! - [`storage`]: the bounded in-memory `Storage` (index, budget, eviction, purge).
+//! - [`storage`]: the bounded in-memory `Storage` (index, budget, eviction, purge);
+//! - [`tag_index`]: which stored URLs carry which cache tag, for purge by tag.
 
 pub mod entry;
 pub mod key;
 pub mod storage;
+pub mod tag_index;
 
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
 use std::time::Duration;

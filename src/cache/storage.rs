@@ -5,7 +5,7 @@
 //!   without a second probe.
 //! - The index is `quick_cache` (sharded, S3-FIFO eviction: a scan of one-hit URLs passes
 //!   through its probation queue without flushing the popular set), weighted by every byte an
-//!   entry holds: body, header, key and bookkeeping.
+//!   entry holds: body, header, key, URL, tags and bookkeeping.
 //! - An eighth of the budget is kept for responses being written (fills in flight); a fill that
 //!   does not fit, or grows past `max_object_size`, is abandoned quietly: the client still gets
 //!   the response, the cache just does not keep it. The index gets the rest, so stored plus
@@ -14,8 +14,16 @@
 //!   that `Bytes` (no copy), and a small cached body never pins a large network read buffer.
 //! - Nothing panics when an entry vanishes under a request (evicted or purged during a
 //!   revalidation): the update is simply dropped.
+//! - Purges go by URL, URL prefix or cache tag, and either remove (hard) or mark stale (soft).
+//!   The [`TagIndex`] lists every stored response under its tags through every way in and out
+//!   of the cache (see its module). A prefix purge visits every stored URL: its cost grows
+//!   with the number of URLs stored (each step holds one shard's read lock for one slot), not
+//!   with the number it matches.
+//! - A fill that started before a purge and finishes after it is purged too (recent purges are
+//!   remembered; when too many happened to remember them all, such a fill is not stored).
 
 use super::entry::{Entry, FillPolicy};
+use super::tag_index::TagIndex;
 use crate::http::headers::{content_length, set_content_etag};
 use crate::http::vary::{variance, VarySpec};
 use crate::metrics::METRICS;
@@ -33,10 +41,12 @@ use pingora_cache::{CacheKey, CacheMeta};
 use pingora_error::Result;
 use quick_cache::sync::{Cache as Index, EntryAction, EntryResult};
 use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
+use serde::{Deserialize, Serialize};
 use std::any::Any;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// Index shards at most: enough to keep lock contention negligible at the thread counts etagate
 /// runs. Small budgets get fewer, so that each shard still holds many objects.
@@ -60,8 +70,40 @@ const FILL_RESERVE_FRACTION: usize = 8;
 /// Variants kept per URL; beyond this the oldest goes (a header with many values must not turn
 /// one URL into an unbounded list).
 const MAX_VARIANTS: usize = 32;
-/// Purges remembered so a fill that started before one cannot store the purged content.
+/// Purges remembered so a fill that started before one cannot store the purged content...
 const RECENT_PURGES: usize = 4096;
+/// ...and the bytes of their tags and prefixes at most.
+const RECENT_PURGE_BYTES: usize = 1 << 20;
+
+/// What a purge does to the stored responses it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PurgeMode {
+    /// Remove them.
+    #[default]
+    Hard,
+    /// Mark them stale: the next request revalidates with the origin, and only stale-if-error
+    /// may still serve them (see `Freshness::invalidate`).
+    Soft,
+}
+
+impl PurgeMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PurgeMode::Hard => "hard",
+            PurgeMode::Soft => "soft",
+        }
+    }
+
+    /// The stronger of two purges of one response.
+    fn max(self, other: PurgeMode) -> PurgeMode {
+        if self == PurgeMode::Hard || other == PurgeMode::Hard {
+            PurgeMode::Hard
+        } else {
+            PurgeMode::Soft
+        }
+    }
+}
 
 /// All stored variants of one primary key. Immutable: updates replace the whole slot.
 #[derive(Debug, Default)]
@@ -75,6 +117,11 @@ impl Slot {
         let weight = variants.iter().map(|e| e.weight as u64).sum::<u64>() + 64;
         Slot { variants, weight }
     }
+
+    /// The URL its responses were stored under (all variants share one key, so one URL).
+    fn url(&self) -> Option<&str> {
+        self.variants.iter().find_map(|e| e.url.as_deref())
+    }
 }
 
 #[derive(Clone)]
@@ -86,18 +133,27 @@ impl Weighter<HashBinary, Arc<Slot>> for SlotWeight {
     }
 }
 
-/// Counts entries (variants) as slots come and go, including evictions.
-#[derive(Clone, Default)]
-struct Counting(Arc<AtomicUsize>);
+/// Keeps the entry count and the tag index in step as slots are evicted. Called by quick_cache
+/// under the shard's write lock: it touches only the counter and the tag index's own lock,
+/// never the cache.
+#[derive(Clone)]
+struct Tracking {
+    entries: Arc<AtomicUsize>,
+    tags: Arc<TagIndex>,
+}
 
-impl Lifecycle<HashBinary, Arc<Slot>> for Counting {
+impl Lifecycle<HashBinary, Arc<Slot>> for Tracking {
     type RequestState = ();
 
     fn begin_request(&self) -> Self::RequestState {}
 
-    fn on_evict(&self, _state: &mut (), _key: HashBinary, slot: Arc<Slot>) {
-        self.0.fetch_sub(slot.variants.len(), Ordering::Relaxed);
+    fn on_evict(&self, _state: &mut (), key: HashBinary, slot: Arc<Slot>) {
+        self.entries
+            .fetch_sub(slot.variants.len(), Ordering::Relaxed);
         METRICS.cache_evictions.inc_by(slot.variants.len() as u64);
+        for e in &slot.variants {
+            self.tags.remove(&key, &e.tags);
+        }
     }
 }
 
@@ -110,15 +166,56 @@ pub enum Found {
     Hit(Arc<Entry>),
 }
 
+/// What a remembered purge matched.
+enum Target {
+    Key(HashBinary),
+    Tag(Arc<str>),
+    Prefix(Arc<str>),
+}
+
+struct Recent {
+    epoch: u64,
+    target: Target,
+    mode: PurgeMode,
+}
+
+impl Recent {
+    fn bytes(&self) -> usize {
+        match &self.target {
+            Target::Key(_) => 16,
+            Target::Tag(s) | Target::Prefix(s) => s.len(),
+        }
+    }
+
+    fn matches(&self, primary: &HashBinary, policy: &FillPolicy) -> bool {
+        match &self.target {
+            Target::Key(k) => k == primary,
+            Target::Tag(t) => policy.tags.iter().any(|have| have == t),
+            Target::Prefix(p) => policy.url.as_deref().is_some_and(|u| u.starts_with(&**p)),
+        }
+    }
+}
+
+/// The purges recent enough that a fill still running may have started before them.
+#[derive(Default)]
+struct RecentPurges {
+    /// In epoch order (pushed under the lock that hands out epochs).
+    list: VecDeque<Recent>,
+    bytes: usize,
+    /// The latest epoch no longer remembered (0: none forgotten).
+    forgotten: u64,
+}
+
 pub struct MemStore {
-    index: Index<HashBinary, Arc<Slot>, SlotWeight, ahash::RandomState, Counting>,
+    index: Index<HashBinary, Arc<Slot>, SlotWeight, ahash::RandomState, Tracking>,
     entries: Arc<AtomicUsize>,
+    tags: Arc<TagIndex>,
     inflight: AtomicUsize,
     budget: AtomicUsize,
     max_object: AtomicUsize,
     next_id: AtomicU64,
     purge_epoch: AtomicU64,
-    recent_purges: Mutex<VecDeque<(HashBinary, u64)>>,
+    recent_purges: Mutex<RecentPurges>,
 }
 
 impl MemStore {
@@ -126,6 +223,11 @@ impl MemStore {
         let reserve = budget / FILL_RESERVE_FRACTION;
         let capacity = (budget - reserve) as u64;
         let entries = Arc::new(AtomicUsize::new(0));
+        let tags = Arc::new(TagIndex::default());
+        let tracking = Tracking {
+            entries: entries.clone(),
+            tags: tags.clone(),
+        };
         let shards = shards_for(budget);
         let options = OptionsBuilder::new()
             .shards(shards)
@@ -134,31 +236,27 @@ impl MemStore {
             .hot_allocation(1.0 - NEW_ITEMS_SHARE)
             .build();
         let index = match options {
-            Ok(o) => Index::with_options(
-                o,
-                SlotWeight,
-                ahash::RandomState::new(),
-                Counting(entries.clone()),
-            ),
+            Ok(o) => Index::with_options(o, SlotWeight, ahash::RandomState::new(), tracking),
             // Only reachable with a zero capacity, which config validation rules out.
             Err(_) => Index::with(
                 shards * 32,
                 capacity,
                 SlotWeight,
                 ahash::RandomState::new(),
-                Counting(entries.clone()),
+                tracking,
             ),
         };
         METRICS.cache_budget_bytes.set(budget as i64);
         MemStore {
             index,
             entries,
+            tags,
             inflight: AtomicUsize::new(0),
             budget: AtomicUsize::new(budget),
             max_object: AtomicUsize::new(max_object),
             next_id: AtomicU64::new(1),
             purge_epoch: AtomicU64::new(0),
-            recent_purges: Mutex::new(VecDeque::new()),
+            recent_purges: Mutex::new(RecentPurges::default()),
         }
     }
 
@@ -185,11 +283,19 @@ impl MemStore {
         self.entries.load(Ordering::Relaxed)
     }
 
+    /// (tag, URL) listings in the tag index.
+    pub fn tag_index_entries(&self) -> usize {
+        self.tags.len()
+    }
+
     /// Refresh the cache gauges (called when metrics are scraped).
     pub fn publish_metrics(&self) {
         METRICS.cache_objects.set(self.objects() as i64);
         METRICS.cache_bytes.set(self.bytes() as i64);
         METRICS.cache_budget_bytes.set(self.budget() as i64);
+        METRICS
+            .cache_tag_index_entries
+            .set(self.tag_index_entries() as i64);
     }
 
     /// Find the stored response a request selects.
@@ -217,37 +323,176 @@ impl MemStore {
         }
     }
 
-    /// Remove every stored variant of a URL. Returns how many were removed.
-    pub fn purge_primary(&self, primary: &HashBinary) -> usize {
+    /// Remember a purge for the fills still running; its epoch.
+    fn remember(&self, target: Target, mode: PurgeMode) -> u64 {
+        let mut recent = self.recent_purges.lock();
+        // Handed out under the lock, so the list stays in epoch order.
         let epoch = self.purge_epoch.fetch_add(1, Ordering::AcqRel) + 1;
-        {
-            let mut recent = self.recent_purges.lock();
-            recent.push_back((*primary, epoch));
-            while recent.len() > RECENT_PURGES {
-                recent.pop_front();
-            }
+        let r = Recent {
+            epoch,
+            target,
+            mode,
+        };
+        recent.bytes += r.bytes();
+        recent.list.push_back(r);
+        while recent.list.len() > RECENT_PURGES || recent.bytes > RECENT_PURGE_BYTES {
+            let Some(old) = recent.list.pop_front() else {
+                break;
+            };
+            recent.bytes -= old.bytes();
+            recent.forgotten = old.epoch;
         }
+        epoch
+    }
+
+    /// Whether a purge after epoch `since` matches a response of `primary` stored under
+    /// `policy`, and the strongest one; with the epoch looked up to. A fill older than the
+    /// purges remembered counts as hard-purged: storing it could undo a purge.
+    fn purged_since(
+        &self,
+        primary: &HashBinary,
+        policy: &FillPolicy,
+        since: u64,
+    ) -> (Option<PurgeMode>, u64) {
+        if self.purge_epoch.load(Ordering::Acquire) == since {
+            return (None, since);
+        }
+        let recent = self.recent_purges.lock();
+        let now = self.purge_epoch.load(Ordering::Acquire);
+        if recent.forgotten > since {
+            return (Some(PurgeMode::Hard), now);
+        }
+        let mode = recent
+            .list
+            .iter()
+            .rev()
+            .take_while(|r| r.epoch > since)
+            .filter(|r| r.matches(primary, policy))
+            .map(|r| r.mode)
+            .reduce(PurgeMode::max);
+        (mode, now)
+    }
+
+    /// Remove every stored variant of a URL (a hard purge, or an unsafe request's
+    /// invalidation). Returns how many were removed.
+    pub fn purge_primary(&self, primary: &HashBinary) -> usize {
+        self.remember(Target::Key(*primary), PurgeMode::Hard);
         match self.index.remove(primary) {
             Some((_, slot)) => {
-                self.entries
-                    .fetch_sub(slot.variants.len(), Ordering::Relaxed);
+                self.left(primary, &slot.variants);
                 slot.variants.len()
             }
             None => 0,
         }
     }
 
-    /// Whether `primary` was purged after `epoch`.
-    fn purged_since(&self, primary: &HashBinary, epoch: u64) -> bool {
-        if self.purge_epoch.load(Ordering::Acquire) == epoch {
-            return false;
+    /// Purge the stored variants of one URL. Returns how many were removed (hard) or newly
+    /// marked stale (soft).
+    pub fn purge_url(&self, primary: &HashBinary, mode: PurgeMode) -> usize {
+        match mode {
+            PurgeMode::Hard => self.purge_primary(primary),
+            PurgeMode::Soft => {
+                self.remember(Target::Key(*primary), mode);
+                self.purge_variants(primary, mode, |_| true)
+            }
         }
-        self.recent_purges
-            .lock()
+    }
+
+    /// Purge every stored response carrying `tag` (exact match), and nothing else: a URL
+    /// whose other variants lack the tag keeps them. Returns how many were removed (hard) or
+    /// newly marked stale (soft).
+    pub fn purge_tag(&self, tag: &str, mode: PurgeMode) -> usize {
+        // Remembered first: a fill that checks after this sees it; one that checked before
+        // has already listed its key, which the lookup below then finds.
+        self.remember(Target::Tag(Arc::from(tag)), mode);
+        self.tags
+            .keys(tag)
             .iter()
-            .rev()
-            .take_while(|(_, e)| *e > epoch)
-            .any(|(p, _)| p == primary)
+            .map(|k| self.purge_variants(k, mode, |e| e.has_tag(tag)))
+            .sum()
+    }
+
+    /// Purge every stored response whose URL (`scheme://host[:port]/path?query`, as keyed)
+    /// starts with `prefix`. Visits every stored URL. Returns how many were removed (hard) or
+    /// newly marked stale (soft).
+    pub fn purge_prefix(&self, prefix: &str, mode: PurgeMode) -> usize {
+        self.remember(Target::Prefix(Arc::from(prefix)), mode);
+        let matching: Vec<HashBinary> = self
+            .index
+            .iter()
+            .filter(|(_, slot)| slot.url().is_some_and(|u| u.starts_with(prefix)))
+            .map(|(k, _)| k)
+            .collect();
+        let matches = |e: &Entry| e.url.as_deref().is_some_and(|u| u.starts_with(prefix));
+        matching
+            .iter()
+            .map(|k| self.purge_variants(k, mode, matches))
+            .sum()
+    }
+
+    /// Apply a purge to the variants of `primary` that `select` picks, deciding on the variants
+    /// as stored at that moment (an index listing may be out of date; the entry's own tags and
+    /// URL are not).
+    fn purge_variants(
+        &self,
+        primary: &HashBinary,
+        mode: PurgeMode,
+        select: impl Fn(&Entry) -> bool,
+    ) -> usize {
+        let now = SystemTime::now();
+        let mut removed: Vec<Arc<Entry>> = Vec::new();
+        let mut marked = 0;
+        let result = self.index.entry(primary, None, |_, slot: &mut Arc<Slot>| {
+            if !slot.variants.iter().any(|e| select(e)) {
+                return EntryAction::Retain(());
+            }
+            match mode {
+                PurgeMode::Hard => {
+                    let (gone, kept): (Vec<_>, Vec<_>) =
+                        slot.variants.iter().cloned().partition(|e| select(e));
+                    removed = gone;
+                    if kept.is_empty() {
+                        return EntryAction::Remove;
+                    }
+                    *slot = Arc::new(Slot::new(kept));
+                }
+                PurgeMode::Soft => {
+                    let variants = slot
+                        .variants
+                        .iter()
+                        .map(|e| {
+                            if select(e) && !e.freshness.invalidated {
+                                marked += 1;
+                                Arc::new(e.invalidated(now))
+                            } else {
+                                e.clone()
+                            }
+                        })
+                        .collect();
+                    if marked > 0 {
+                        *slot = Arc::new(Slot::new(variants));
+                    }
+                }
+            }
+            EntryAction::Retain(())
+        });
+        // Nothing stored under the key: the placeholder the lookup left goes with the guard.
+        if let EntryResult::Vacant(guard) = result {
+            drop(guard);
+        }
+        self.left(primary, &removed);
+        removed.len() + marked
+    }
+
+    /// Account for variants that left the cache (not by eviction, which [`Tracking`] sees).
+    fn left(&self, primary: &HashBinary, variants: &[Arc<Entry>]) {
+        if variants.is_empty() {
+            return;
+        }
+        self.entries.fetch_sub(variants.len(), Ordering::Relaxed);
+        for e in variants {
+            self.tags.remove(primary, &e.tags);
+        }
     }
 
     fn next_id(&self) -> u64 {
@@ -258,43 +503,82 @@ impl MemStore {
     /// A response whose `Vary` differs from the stored ones replaces them all: they were
     /// selected by rules the origin no longer uses.
     pub fn insert(&self, primary: HashBinary, entry: Arc<Entry>) {
-        let mut added: isize = 0;
+        // Listed before it can be found, unlisted only once it is gone (see `TagIndex`).
+        self.tags.add(&primary, &entry.tags);
+        let mut dropped: Vec<Arc<Entry>> = Vec::new();
         let result = self.index.entry(&primary, None, |_, slot: &mut Arc<Slot>| {
             let same_vary = slot.variants.first().is_none_or(|e| e.vary == entry.vary);
-            let mut variants: Vec<Arc<Entry>> = if same_vary {
-                slot.variants
-                    .iter()
-                    .filter(|e| e.variance != entry.variance)
-                    .cloned()
-                    .collect()
-            } else {
-                Vec::new()
-            };
+            let mut variants = Vec::with_capacity(slot.variants.len() + 1);
+            for e in &slot.variants {
+                if same_vary && e.variance != entry.variance {
+                    variants.push(e.clone());
+                } else {
+                    dropped.push(e.clone());
+                }
+            }
             if variants.len() >= MAX_VARIANTS {
-                variants.remove(0);
+                dropped.push(variants.remove(0));
             }
             variants.push(entry.clone());
-            added = variants.len() as isize - slot.variants.len() as isize;
             *slot = Arc::new(Slot::new(variants));
             EntryAction::Retain(())
         });
         match result {
             EntryResult::Vacant(guard) => {
-                added = 1;
-                let _ = guard.insert(Arc::new(Slot::new(vec![entry])));
+                if guard
+                    .insert(Arc::new(Slot::new(vec![entry.clone()])))
+                    .is_ok()
+                {
+                    self.entries.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.tags.remove(&primary, &entry.tags);
+                }
             }
-            EntryResult::Retained(()) | EntryResult::Removed(..) | EntryResult::Replaced(..) => {}
-            EntryResult::Timeout => return,
-        }
-        if added >= 0 {
-            self.entries.fetch_add(added as usize, Ordering::Relaxed);
-        } else {
-            self.entries.fetch_sub((-added) as usize, Ordering::Relaxed);
+            EntryResult::Retained(()) | EntryResult::Removed(..) | EntryResult::Replaced(..) => {
+                self.entries.fetch_add(1, Ordering::Relaxed);
+                self.left(&primary, &dropped);
+            }
+            EntryResult::Timeout => self.tags.remove(&primary, &entry.tags),
         }
     }
 
-    /// Replace the stored header and freshness of one variant (after the origin answered 304).
-    /// False when the variant is gone.
+    /// Replace the stored variant `old` with `new`, only if `old` is still stored: a response
+    /// purged, replaced or soft-purged meanwhile is not brought back. False when it is gone.
+    pub fn replace(&self, primary: &HashBinary, old: &Arc<Entry>, new: Arc<Entry>) -> bool {
+        self.tags.add(primary, &new.tags);
+        let mut replaced = false;
+        let result = self.index.entry(primary, None, |_, slot: &mut Arc<Slot>| {
+            if !slot.variants.iter().any(|e| Arc::ptr_eq(e, old)) {
+                return EntryAction::Retain(());
+            }
+            let variants = slot
+                .variants
+                .iter()
+                .map(|e| {
+                    if Arc::ptr_eq(e, old) {
+                        new.clone()
+                    } else {
+                        e.clone()
+                    }
+                })
+                .collect();
+            *slot = Arc::new(Slot::new(variants));
+            replaced = true;
+            EntryAction::Retain(())
+        });
+        if let EntryResult::Vacant(guard) = result {
+            drop(guard);
+        }
+        if replaced {
+            self.tags.remove(primary, &old.tags);
+        } else {
+            self.tags.remove(primary, &new.tags);
+        }
+        replaced
+    }
+
+    /// Replace the stored header, freshness and tags of one variant (after the origin answered
+    /// 304). False when the variant is gone.
     pub fn update(
         &self,
         primary: &HashBinary,
@@ -308,9 +592,8 @@ impl MemStore {
         let Some(old) = slot.variants.iter().find(|e| e.variance == variance) else {
             return false;
         };
-        let updated = Arc::new(old.revalidated(self.next_id(), header, policy.freshness));
-        self.insert(*primary, updated);
-        true
+        let updated = Arc::new(old.revalidated(self.next_id(), header, policy));
+        self.replace(primary, old, updated)
     }
 
     fn reserve(&self, n: usize) -> bool {
@@ -412,7 +695,11 @@ impl HandleMiss for MemMiss {
         let Some(policy) = self.policy.take() else {
             return Ok(MissFinishType::Created(0));
         };
-        if self.abandoned || self.store.purged_since(&self.primary, self.epoch) {
+        if self.abandoned {
+            return Ok(MissFinishType::Created(0));
+        }
+        let (purged, checked) = self.store.purged_since(&self.primary, &policy, self.epoch);
+        if purged == Some(PurgeMode::Hard) {
             return Ok(MissFinishType::Created(0));
         }
         let mut header = std::mem::replace(
@@ -426,21 +713,32 @@ impl HandleMiss for MemMiss {
                 computed = true;
             }
         }
+        let mut freshness = policy.freshness;
+        if purged == Some(PurgeMode::Soft) {
+            freshness.invalidate(SystemTime::now());
+        }
         let mut body = std::mem::take(&mut self.body);
         body.shrink_to_fit();
-        let entry = Arc::new(Entry::new(
+        let entry = Entry::new(
             self.store.next_id(),
             header,
             Bytes::from(body),
-            policy.freshness,
+            freshness,
             self.variance,
-            policy.vary,
+            policy.vary.clone(),
             computed,
-        ));
-        let weight = entry.weight;
-        self.store.insert(self.primary, entry);
+        )
+        .labelled(policy.tags.clone(), policy.url.clone());
+        let (id, weight) = (entry.id, entry.weight);
+        self.store.insert(self.primary, Arc::new(entry));
         self.store.release(self.reserved);
         self.reserved = 0;
+        // A purge that came between the check above and the insert did not see this response:
+        // apply it now (only to this response, never to a newer one).
+        if let (Some(mode), _) = self.store.purged_since(&self.primary, &policy, checked) {
+            self.store
+                .purge_variants(&self.primary, mode, |e| e.id == id);
+        }
         Ok(MissFinishType::Created(weight))
     }
 }
@@ -647,11 +945,7 @@ mod tests {
     fn an_update_of_a_vanished_entry_is_dropped_not_a_panic() {
         let store = MemStore::new(8 << 20, 1 << 20);
         let h = pingora_http::ResponseHeader::build(200, None).expect("header");
-        let policy = FillPolicy {
-            freshness: fresh(),
-            compute_etag: false,
-            vary: VarySpec::None,
-        };
+        let policy = FillPolicy::plain(fresh(), false, VarySpec::None);
         assert!(!store.update(&key(9), None, h, &policy));
     }
 
@@ -662,5 +956,409 @@ mod tests {
         assert!(!store.reserve(1 << 20), "an eighth of 8MiB is 1MiB");
         store.release(1 << 20);
         assert!(store.reserve(1 << 20));
+    }
+
+    fn tagged(
+        store: &MemStore,
+        url: &str,
+        tags: &[&str],
+        variance: Option<HashBinary>,
+    ) -> Arc<Entry> {
+        sized(store, url, tags, variance, 100)
+    }
+
+    fn sized(
+        store: &MemStore,
+        url: &str,
+        tags: &[&str],
+        variance: Option<HashBinary>,
+        body: usize,
+    ) -> Arc<Entry> {
+        let vary = match variance {
+            Some(_) => VarySpec::Headers(vec![http::HeaderName::from_static("foo")]),
+            None => VarySpec::None,
+        };
+        let e = entry(store, body, variance, vary);
+        let e = Arc::try_unwrap(e).expect("fresh entry");
+        Arc::new(e.labelled(
+            tags.iter().map(|t| Arc::from(*t)).collect(),
+            Some(Arc::from(url)),
+        ))
+    }
+
+    /// Every (tag, key) that stored entries carry, read from the cache itself.
+    fn stored_listings(store: &MemStore) -> std::collections::BTreeSet<(String, HashBinary)> {
+        store
+            .index
+            .iter()
+            .flat_map(|(k, slot)| {
+                slot.variants
+                    .iter()
+                    .flat_map(|e| e.tags.iter().map(|t| (t.to_string(), k)))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Every stored entry, by key and id.
+    fn stored_entries(store: &MemStore) -> Vec<(HashBinary, u64, Arc<Entry>)> {
+        let mut out: Vec<_> = store
+            .index
+            .iter()
+            .flat_map(|(k, slot)| {
+                slot.variants
+                    .iter()
+                    .map(|e| (k, e.id, e.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        out.sort_by_key(|(k, id, _)| (*k, *id));
+        out
+    }
+
+    #[test]
+    fn the_tag_index_follows_insert_replace_and_purge() {
+        let store = MemStore::new(8 << 20, 1 << 20);
+        store.insert(key(1), tagged(&store, "http://a/1", &["a", "b"], None));
+        store.insert(key(2), tagged(&store, "http://a/2", &["b"], None));
+        // A new response for the same URL with other tags replaces the old listing.
+        store.insert(key(1), tagged(&store, "http://a/1", &["c"], None));
+        assert_eq!(store.tags.listings(), stored_listings(&store));
+        assert_eq!(store.tag_index_entries(), 2);
+        assert_eq!(
+            store.purge_tag("a", PurgeMode::Hard),
+            0,
+            "key 1 no longer has 'a'"
+        );
+        assert_eq!(store.purge_tag("b", PurgeMode::Hard), 1);
+        assert!(matches!(
+            store.find(&key(1), &HeaderMap::new()),
+            Found::Hit(_)
+        ));
+        assert!(matches!(
+            store.find(&key(2), &HeaderMap::new()),
+            Found::UriMiss
+        ));
+        assert_eq!(store.purge_primary(&key(1)), 1);
+        assert!(store.tags.is_empty());
+        assert_eq!(store.objects(), 0);
+    }
+
+    #[test]
+    fn a_tag_purge_takes_only_the_variants_that_carry_the_tag() {
+        let store = MemStore::new(8 << 20, 1 << 20);
+        store.insert(
+            key(1),
+            tagged(&store, "http://a/1", &["a", "both"], Some([1; 16])),
+        );
+        store.insert(
+            key(1),
+            tagged(&store, "http://a/1", &["b", "both"], Some([2; 16])),
+        );
+        assert_eq!(store.objects(), 2);
+        assert_eq!(store.purge_tag("a", PurgeMode::Hard), 1);
+        assert_eq!(store.objects(), 1);
+        assert_eq!(store.tags.listings(), stored_listings(&store));
+        assert_eq!(store.purge_tag("both", PurgeMode::Hard), 1);
+        assert!(store.tags.is_empty());
+    }
+
+    #[test]
+    fn a_changed_vary_unlists_the_variants_it_replaces() {
+        let store = MemStore::new(8 << 20, 1 << 20);
+        store.insert(key(1), tagged(&store, "http://a/1", &["x"], Some([1; 16])));
+        store.insert(key(1), tagged(&store, "http://a/1", &["y"], Some([2; 16])));
+        store.insert(key(1), tagged(&store, "http://a/1", &["z"], None));
+        assert_eq!(store.objects(), 1);
+        assert_eq!(store.tags.listings(), stored_listings(&store));
+        assert_eq!(store.purge_tag("x", PurgeMode::Hard), 0);
+    }
+
+    #[test]
+    fn eviction_unlists_what_it_evicts_and_the_index_stays_bounded() {
+        let store = MemStore::new(1 << 20, 64 << 10);
+        let many: Vec<String> = (0..crate::http::tags::MAX_TAGS)
+            .map(|i| format!("tag-{i}"))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        for i in 0..3000 {
+            let url = format!("http://a/{i}");
+            store.insert(key(i), tagged(&store, &url, &many, None));
+        }
+        assert!(store.objects() < 3000, "the budget forced evictions");
+        assert_eq!(store.tags.listings(), stored_listings(&store));
+        assert!(store.tag_index_entries() <= store.objects() * crate::http::tags::MAX_TAGS);
+        assert!(store.bytes() <= 1 << 20);
+    }
+
+    #[test]
+    fn lowering_the_budget_unlists_what_it_evicts() {
+        let store = MemStore::new(16 << 20, 1 << 20);
+        for i in 0..500 {
+            store.insert(
+                key(i),
+                sized(&store, &format!("http://a/{i}"), &["t"], None, 20_000),
+            );
+        }
+        let before = store.objects();
+        store.set_limits(2 << 20, 128 << 10);
+        assert!(store.objects() < before, "lowering evicted");
+        assert_eq!(store.tags.listings(), stored_listings(&store));
+        let listed = store.tags.listings().len();
+        assert_eq!(store.purge_tag("t", PurgeMode::Hard), listed);
+    }
+
+    /// Souin's users reported tag purges that silently missed entries once the cache had
+    /// churned. Many URLs, tags shared and not, responses replaced with other tags, variants,
+    /// evictions, URL purges and invalidations; then a purge by each tag must remove exactly
+    /// the stored responses carrying it, and nothing else.
+    #[test]
+    fn a_tag_purge_after_churn_removes_exactly_the_entries_with_the_tag() {
+        let store = MemStore::new(1 << 20, 64 << 10);
+        let mut rng: u64 = 0x5eed;
+        let mut next = |n: u64| {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (rng >> 33) % n
+        };
+        let pool: Vec<String> = (0..40).map(|i| format!("t{i}")).collect();
+        for round in 0..20_000u32 {
+            let url_no = next(3000) as u32;
+            let url = format!("http://h/{url_no}");
+            // Each URL has its own tag, and up to three shared ones (re-drawn on each refill).
+            let own = format!("url-{url_no}");
+            let mut tags = vec![own.as_str()];
+            for _ in 0..next(4) {
+                tags.push(&pool[next(pool.len() as u64) as usize]);
+            }
+            // A tenth of the URLs have two variants.
+            let variance = (url_no % 10 == 0).then(|| [next(2) as u8 + 1; 16]);
+            store.insert(key(url_no), tagged(&store, &url, &tags, variance));
+            match round % 97 {
+                0 => {
+                    store.purge_primary(&key(next(3000) as u32));
+                }
+                1 => {
+                    store.purge_url(&key(next(3000) as u32), PurgeMode::Soft);
+                }
+                _ => {}
+            }
+        }
+        assert!(
+            store.index.len() < 2000,
+            "the budget forced evictions: {} of 3000 URLs stored",
+            store.index.len()
+        );
+        assert_eq!(store.tags.listings(), stored_listings(&store));
+        for tag in pool.iter().map(String::as_str).chain(["url-7", "url-2999"]) {
+            let before = stored_entries(&store);
+            let carrying: Vec<u64> = before
+                .iter()
+                .filter(|(_, _, e)| e.has_tag(tag))
+                .map(|(_, id, _)| *id)
+                .collect();
+            let purged = store.purge_tag(tag, PurgeMode::Hard);
+            assert_eq!(purged, carrying.len(), "purge of {tag}");
+            let after = stored_entries(&store);
+            let expected: Vec<u64> = before
+                .iter()
+                .filter(|(_, _, e)| !e.has_tag(tag))
+                .map(|(_, id, _)| *id)
+                .collect();
+            let got: Vec<u64> = after.iter().map(|(_, id, _)| *id).collect();
+            assert_eq!(
+                got, expected,
+                "after the purge of {tag}, exactly the others remain"
+            );
+            assert_eq!(store.tags.listings(), stored_listings(&store));
+        }
+    }
+
+    /// Inserts, replacements, evictions and purges racing on shared keys leave the index
+    /// listing exactly what is stored once they are over.
+    #[test]
+    fn concurrent_churn_leaves_the_index_exact() {
+        let store = Arc::new(MemStore::new(1 << 20, 64 << 10));
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let mut rng = t + 1;
+                    for i in 0..5000u32 {
+                        rng = rng
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        let k = ((rng >> 33) % 500) as u32;
+                        let tag = format!("t{}", (rng >> 20) % 7);
+                        let variance = (k % 3 == 0).then_some([(rng % 3) as u8; 16]);
+                        match i % 50 {
+                            0 => {
+                                store.purge_tag(&tag, PurgeMode::Hard);
+                            }
+                            1 => {
+                                store.purge_primary(&key(k));
+                            }
+                            2 => {
+                                store.purge_tag(&tag, PurgeMode::Soft);
+                            }
+                            _ => store.insert(
+                                key(k),
+                                tagged(&store, &format!("http://a/{k}"), &[&tag, "all"], variance),
+                            ),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        assert_eq!(store.tags.listings(), stored_listings(&store));
+        let stored = stored_entries(&store).len();
+        assert_eq!(store.objects(), stored);
+        assert_eq!(store.purge_tag("all", PurgeMode::Hard), stored);
+        assert!(store.tags.is_empty());
+    }
+
+    #[test]
+    fn a_soft_purge_marks_stale_once_and_keeps_the_tags() {
+        let store = MemStore::new(8 << 20, 1 << 20);
+        store.insert(key(1), tagged(&store, "http://a/1", &["t"], None));
+        store.insert(key(2), tagged(&store, "http://a/2", &["u"], None));
+        assert_eq!(store.purge_tag("t", PurgeMode::Soft), 1);
+        assert_eq!(store.purge_tag("t", PurgeMode::Soft), 0, "already stale");
+        match store.find(&key(1), &HeaderMap::new()) {
+            Found::Hit(e) => {
+                assert!(e.freshness.invalidated && !e.freshness.is_fresh(SystemTime::now()))
+            }
+            _ => panic!("a soft purge keeps the response"),
+        }
+        match store.find(&key(2), &HeaderMap::new()) {
+            Found::Hit(e) => assert!(!e.freshness.invalidated),
+            _ => panic!("untouched"),
+        }
+        assert_eq!(store.tags.listings(), stored_listings(&store));
+        assert_eq!(store.purge_tag("t", PurgeMode::Hard), 1, "still listed");
+    }
+
+    #[test]
+    fn a_prefix_purge_matches_the_url_text_only() {
+        let store = MemStore::new(8 << 20, 1 << 20);
+        store.insert(key(1), tagged(&store, "http://a.test/blog/1", &[], None));
+        store.insert(key(2), tagged(&store, "http://a.test/blog", &[], None));
+        store.insert(key(3), tagged(&store, "http://b.test/blog/1", &[], None));
+        store.insert(key(4), tagged(&store, "https://a.test/blog/1", &[], None));
+        assert_eq!(
+            store.purge_prefix("http://a.test/blog/", PurgeMode::Soft),
+            1
+        );
+        assert_eq!(store.purge_prefix("http://a.test/blog", PurgeMode::Hard), 2);
+        assert_eq!(store.objects(), 2);
+        assert!(matches!(
+            store.find(&key(3), &HeaderMap::new()),
+            Found::Hit(_)
+        ));
+        assert!(matches!(
+            store.find(&key(4), &HeaderMap::new()),
+            Found::Hit(_)
+        ));
+    }
+
+    #[test]
+    fn a_replacement_never_brings_back_a_purged_response() {
+        let store = MemStore::new(8 << 20, 1 << 20);
+        let old = tagged(&store, "http://a/1", &["t"], None);
+        store.insert(key(1), old.clone());
+        store.purge_primary(&key(1));
+        let new = tagged(&store, "http://a/1", &["t"], None);
+        assert!(!store.replace(&key(1), &old, new));
+        assert!(matches!(
+            store.find(&key(1), &HeaderMap::new()),
+            Found::UriMiss
+        ));
+        assert!(store.tags.is_empty());
+    }
+
+    /// A fill that started before a purge and finishes after it must not store the purged
+    /// content (hard) or must store it stale (soft), whether the purge named its URL, a prefix
+    /// of it or one of its tags.
+    #[tokio::test]
+    async fn a_fill_overtaken_by_a_purge_honours_it() {
+        let store: &'static MemStore = Box::leak(Box::new(MemStore::new(8 << 20, 1 << 20)));
+        let fill = |n: u32, tags: &[&str]| {
+            let url = format!("http://a.test/dir/{n}");
+            let mut policy = FillPolicy::plain(fresh(), false, VarySpec::None);
+            policy.tags = tags.iter().map(|t| Arc::from(*t)).collect();
+            policy.url = Some(Arc::from(url));
+            let header = pingora_http::ResponseHeader::build(200, None).expect("header");
+            let mut meta = new_meta_for_test(&policy, header);
+            meta.extensions_mut().insert(policy);
+            let k = crate::cache::key::PrimaryKey::new("http", "a.test", "/x");
+            let mut ck = k.to_cache_key(None);
+            ck.set_primary_bin_override(key(n));
+            (ck, meta)
+        };
+        let trace = pingora_cache::trace::Span::inactive().handle();
+        type Purge<'a> = Box<dyn Fn() + 'a>;
+        let cases: [(u32, &[&str], Purge, Option<bool>); 5] = [
+            (1, &[], Box::new(|| {}), None),
+            (
+                2,
+                &["t2"],
+                Box::new(|| {
+                    store.purge_tag("t2", PurgeMode::Hard);
+                }),
+                Some(true),
+            ),
+            (
+                3,
+                &[],
+                Box::new(|| {
+                    store.purge_prefix("http://a.test/dir/", PurgeMode::Hard);
+                }),
+                Some(true),
+            ),
+            (
+                4,
+                &[],
+                Box::new(|| {
+                    store.purge_primary(&key(4));
+                }),
+                Some(true),
+            ),
+            (
+                5,
+                &["t5"],
+                Box::new(|| {
+                    store.purge_tag("t5", PurgeMode::Soft);
+                }),
+                Some(false),
+            ),
+        ];
+        for (n, tags, purge, expect) in cases {
+            let (ck, meta) = fill(n, tags);
+            let mut miss = store
+                .get_miss_handler(&ck, &meta, &trace)
+                .await
+                .expect("miss");
+            miss.write_body(Bytes::from_static(b"body"), true)
+                .await
+                .expect("write");
+            purge();
+            miss.finish().await.expect("finish");
+            let found = store.find(&key(n), &HeaderMap::new());
+            match (expect, found) {
+                (None, Found::Hit(e)) => assert!(!e.freshness.invalidated, "fill {n}"),
+                (Some(true), Found::UriMiss) => {}
+                (Some(false), Found::Hit(e)) => assert!(e.freshness.invalidated, "fill {n}"),
+                (_, _) => panic!("fill {n}: not as expected"),
+            }
+        }
+        assert_eq!(store.tags.listings(), stored_listings(store));
+    }
+
+    fn new_meta_for_test(policy: &FillPolicy, header: pingora_http::ResponseHeader) -> CacheMeta {
+        crate::cache::entry::new_meta(&policy.freshness, SystemTime::now(), header)
     }
 }

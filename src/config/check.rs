@@ -414,9 +414,33 @@ fn routes(
                 stale_if_error: rc.cache.stale_if_error,
             },
             debug_headers: rc.debug_headers,
+            tags: tags(&rc.tags, &base, r),
         });
     }
     out
+}
+
+fn tags(t: &schema::RouteTagsConf, base: &str, r: &mut Reporter) -> TagPolicy {
+    use crate::http::tags::TagHeader;
+    let mut headers = Vec::new();
+    for (j, h) in t.headers.iter().enumerate() {
+        let h = match h {
+            schema::TagHeaderConf::SurrogateKey => TagHeader::SurrogateKey,
+            schema::TagHeaderConf::CacheTag => TagHeader::CacheTag,
+        };
+        if headers.contains(&h) {
+            r.at_value(
+                &format!("{base}.tags.headers[{j}]"),
+                format!("{} is listed twice; remove one", h.name()),
+            );
+            continue;
+        }
+        headers.push(h);
+    }
+    TagPolicy {
+        headers,
+        strip: t.strip,
+    }
 }
 
 fn cache(c: &schema::CacheConf, r: &mut Reporter) -> CacheSettings {
@@ -525,6 +549,37 @@ mod tests {
     fn sni_defaults_to_the_first_servers_host() {
         assert_eq!(default_sni(&["app.internal:443".into()]), "app.internal");
         assert_eq!(default_sni(&["[::1]:443".into()]), "::1");
+    }
+
+    fn route_tags(yaml_route_extra: &str) -> Result<TagPolicy, String> {
+        let text = format!(
+            "listeners: [{{ address: 127.0.0.1:8080 }}]\nupstreams: {{ app: {{ servers: [127.0.0.1:8000] }} }}\nroutes:\n  - name: r\n    upstream: app\n{yaml_route_extra}"
+        );
+        super::super::parse("c.yaml", &text, ConfigSource::QuickMode)
+            .map(|c| c.routes[0].tags.clone())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn route_tags_default_to_both_headers_stripped_and_are_checked() {
+        use crate::http::tags::TagHeader::*;
+        let d = route_tags("").expect("default");
+        assert_eq!(d.headers, vec![SurrogateKey, CacheTag]);
+        assert!(d.strip);
+        let t = route_tags("    tags: { headers: [cache-tag], strip: false }\n").expect("valid");
+        assert_eq!((t.headers, t.strip), (vec![CacheTag], false));
+        let none = route_tags("    tags: { headers: [] }\n").expect("valid");
+        assert!(none.stripped().is_empty());
+        let twice =
+            route_tags("    tags: { headers: [cache-tag, cache-tag] }\n").expect_err("twice");
+        assert!(
+            twice.contains("c.yaml:6:") && twice.contains("listed twice"),
+            "{twice}"
+        );
+        let unknown = route_tags("    tags: { headers: [x-tags] }\n").expect_err("unknown");
+        assert!(unknown.contains("surrogate-key, cache-tag"), "{unknown}");
+        let key = route_tags("    tags: { strips: true }\n").expect_err("typo");
+        assert!(key.contains("unknown key 'strips'"), "{key}");
     }
 
     #[test]

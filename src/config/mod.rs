@@ -90,6 +90,7 @@ pub fn quick_mode(
             etag: Default::default(),
             cache: Default::default(),
             debug_headers: false,
+            tags: Default::default(),
         }],
         cache: Default::default(),
         etag: Default::default(),

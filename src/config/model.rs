@@ -4,6 +4,7 @@
 //! handles) is done when the runtime instantiates it.
 
 use super::locate::SpanIndex;
+use crate::http::tags::TagHeader;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -172,6 +173,27 @@ pub struct RouteSpec {
     pub etag: EtagPolicy,
     pub cache: CachePolicy,
     pub debug_headers: bool,
+    pub tags: TagPolicy,
+}
+
+/// Per-route cache tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagPolicy {
+    /// The response headers tags are read from (each at most once); empty: no tags.
+    pub headers: Vec<TagHeader>,
+    /// Remove those headers from what clients receive.
+    pub strip: bool,
+}
+
+impl TagPolicy {
+    /// The headers to remove from a response going to a client.
+    pub fn stripped(&self) -> &[TagHeader] {
+        if self.strip {
+            &self.headers
+        } else {
+            &[]
+        }
+    }
 }
 
 /// Per-route content-ETag policy.

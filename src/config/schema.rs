@@ -173,6 +173,41 @@ pub struct RouteConf {
     /// Add `X-Cache-Key` and `X-Cache-Hit` debug headers, and the key in `Cache-Status`.
     #[serde(default)]
     pub debug_headers: bool,
+    /// Cache tags: which origin response headers name them, and whether clients see them.
+    #[serde(default)]
+    pub tags: RouteTagsConf,
+}
+
+/// A response header that carries cache tags.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TagHeaderConf {
+    /// `Surrogate-Key`, space separated.
+    SurrogateKey,
+    /// `Cache-Tag`, comma separated.
+    CacheTag,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteTagsConf {
+    /// Origin response headers whose values are the stored response's tags (for purge by
+    /// tag). Default both; `[]` ignores tags.
+    #[serde(default = "default_tag_headers")]
+    pub headers: Vec<TagHeaderConf>,
+    /// Remove those headers from responses sent to clients (the stored copy keeps them).
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub strip: bool,
+}
+
+impl Default for RouteTagsConf {
+    fn default() -> Self {
+        RouteTagsConf {
+            headers: default_tag_headers(),
+            strip: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -453,6 +488,9 @@ fn default_header_timeout() -> Duration {
 }
 fn default_health_interval() -> Duration {
     Duration::from_secs(5)
+}
+fn default_tag_headers() -> Vec<TagHeaderConf> {
+    vec![TagHeaderConf::SurrogateKey, TagHeaderConf::CacheTag]
 }
 fn default_path() -> String {
     "/".to_string()

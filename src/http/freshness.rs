@@ -28,6 +28,11 @@ pub struct Freshness {
     pub stale_if_error: Duration,
     /// The lifetime came from the heuristic, not from the response.
     pub heuristic: bool,
+    /// An operator marked it stale (a soft purge, [`Freshness::invalidate`]): every use needs
+    /// validation first, whatever the client accepts, and it is never served while a refresh
+    /// runs; only stale-if-error may still serve it. A revalidation gives the stored response
+    /// a new `Freshness` without it.
+    pub invalidated: bool,
 }
 
 impl Freshness {
@@ -43,7 +48,17 @@ impl Freshness {
             stale_while_revalidate: Duration::ZERO,
             stale_if_error: Duration::ZERO,
             heuristic: false,
+            invalidated: false,
         }
+    }
+
+    /// End the freshness lifetime at `now` (if it has not ended already) and require
+    /// validation from now on. The staleness that stale-if-error windows are measured against
+    /// counts from here, so a soft purge does not use up the window of a response that was
+    /// fresh until now.
+    pub fn invalidate(&mut self, now: SystemTime) {
+        self.lifetime = self.lifetime.min(self.current_age(now));
+        self.invalidated = true;
     }
 
     /// RFC 9111 §4.2.3 `current_age`.
@@ -53,8 +68,9 @@ impl Freshness {
     }
 
     /// `lifetime > current_age` (strictly: an `Expires` equal to `Date` is stale at once).
+    /// Never once invalidated, even if the clock goes back.
     pub fn is_fresh(&self, now: SystemTime) -> bool {
-        !self.no_cache && self.lifetime > self.current_age(now)
+        !self.no_cache && !self.invalidated && self.lifetime > self.current_age(now)
     }
 
     /// How long ago it became stale (zero while fresh).
@@ -153,6 +169,24 @@ mod tests {
             })
             .collect();
         assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn invalidating_ends_the_lifetime_now_and_for_good() {
+        let mut f = fresh_for(100);
+        f.invalidate(t0() + secs(30));
+        assert!(f.invalidated);
+        assert_eq!(f.lifetime, secs(30));
+        assert!(!f.is_fresh(t0() + secs(30)));
+        assert_eq!(f.staleness(t0() + secs(40)), secs(10));
+        assert!(
+            !f.is_fresh(t0() + secs(10)),
+            "a clock that went back does not make it fresh again"
+        );
+        // Invalidating a response that was already stale keeps its earlier end.
+        let mut stale = fresh_for(10);
+        stale.invalidate(t0() + secs(30));
+        assert_eq!(stale.lifetime, secs(10));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! HTTP semantics as pure functions over headers, testable without sockets:
 //! validators and conditional requests (RFC 9110 §8.8, §13), ranges (§14), and what a shared
 //! cache may store ([`storability`]) and reuse ([`usability`]), with the [`freshness`] facts they
-//! share (RFC 9111, RFC 5861).
+//! share (RFC 9111, RFC 5861), and the cache [`tags`] an origin gives a response.
 
 pub mod authority;
 pub mod cache_control;
@@ -13,5 +13,6 @@ pub mod headers;
 pub mod preconditions;
 pub mod range;
 pub mod storability;
+pub mod tags;
 pub mod usability;
 pub mod vary;

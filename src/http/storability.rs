@@ -245,6 +245,7 @@ pub fn assess(
         stale_while_revalidate: Duration::from_secs(cc.stale_while_revalidate.unwrap_or(0).into()),
         stale_if_error: Duration::from_secs(cc.stale_if_error.unwrap_or(0).into()),
         heuristic,
+        invalidated: false,
     };
     // Stale on arrival, with no validator to revalidate it and no window to serve it stale:
     // every later request would fetch it again, so storing it only evicts something useful.

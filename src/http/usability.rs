@@ -23,7 +23,8 @@ pub enum Use {
 
 /// Decide how a stored response may satisfy a request (RFC 9111 §4, §5.2.1).
 pub fn usability(f: &Freshness, req: &RequestDirectives, now: SystemTime) -> Use {
-    if f.no_cache || req.no_cache {
+    // An operator's soft purge outweighs the client's consent to staleness (`max-stale`).
+    if f.no_cache || req.no_cache || f.invalidated {
         return Use::Validate;
     }
     let age = f.current_age(now);
@@ -62,13 +63,15 @@ pub fn usability(f: &Freshness, req: &RequestDirectives, now: SystemTime) -> Use
 
 /// Whether a stale response may be served while it is refreshed in the background (RFC 5861
 /// §3). A request that bounds the age or asks for validation wants an answer at least as fresh
-/// as the refresh, so it waits for it.
+/// as the refresh, so it waits for it; so does every request after a soft purge (the operator
+/// asked for the next answer to come from the origin).
 pub fn may_serve_while_revalidating(
     f: &Freshness,
     req: &RequestDirectives,
     now: SystemTime,
 ) -> bool {
     !f.forbids_stale
+        && !f.invalidated
         && !req.no_cache
         && req.max_age.is_none()
         && req.min_fresh.is_none()
@@ -112,6 +115,13 @@ mod tests {
     /// Received at `t0()` with no `Age`, fresh for `lifetime` seconds, no directives.
     fn fresh_for(lifetime: u64) -> Freshness {
         Freshness::plain(secs(lifetime), t0())
+    }
+
+    /// `f` soft-purged `at` seconds after it was received.
+    fn purged(f: Freshness, at: u64) -> Freshness {
+        let mut f = f;
+        f.invalidate(t0() + secs(at));
+        f
     }
 
     fn request(cache_control: &str) -> RequestDirectives {
@@ -359,6 +369,27 @@ mod tests {
                 at: 10,
                 expect: Use::Fresh,
             },
+            UseCase {
+                name: "soft-purged while fresh: validated",
+                f: purged(fresh_for(100), 5),
+                req: "",
+                at: 10,
+                expect: Use::Validate,
+            },
+            UseCase {
+                name: "soft-purged: the client's max-stale does not accept it",
+                f: purged(fresh_for(100), 5),
+                req: "max-stale",
+                at: 10,
+                expect: Use::Validate,
+            },
+            UseCase {
+                name: "soft-purged: immutable does not keep it fresh",
+                f: purged(immutable, 5),
+                req: "",
+                at: 10,
+                expect: Use::Validate,
+            },
         ];
         run_use(&cases);
     }
@@ -478,6 +509,22 @@ mod tests {
                 at: 20,
                 expect: true,
             },
+            StaleCase {
+                name: "soft-purged while fresh: not served while revalidating",
+                f: purged(swr, 5),
+                req: "",
+                route_default: 0,
+                at: 6,
+                expect: false,
+            },
+            StaleCase {
+                name: "soft-purged once stale: not served though inside the window",
+                f: purged(swr, 12),
+                req: "",
+                route_default: 0,
+                at: 20,
+                expect: false,
+            },
         ];
         run_stale(&cases, |c, now| {
             may_serve_while_revalidating(&c.f, &request(c.req), now)
@@ -582,6 +629,22 @@ mod tests {
                 route_default: 0,
                 at: 50,
                 expect: true,
+            },
+            StaleCase {
+                name: "soft-purged: still served on error inside the window",
+                f: purged(sie, 5),
+                req: "",
+                route_default: 0,
+                at: 64,
+                expect: true,
+            },
+            StaleCase {
+                name: "soft-purged: the window counts from the purge, not from the expiry",
+                f: purged(sie, 5),
+                req: "",
+                route_default: 0,
+                at: 66,
+                expect: false,
             },
         ];
         run_stale(&cases, |c, now| {

@@ -127,6 +127,11 @@ impl OriginOutcome {
     }
 }
 
+/// The `kind` label of the purge metrics.
+pub const PURGE_KINDS: [&str; 3] = ["url", "prefix", "tag"];
+/// The `mode` label of the purge metrics.
+pub const PURGE_MODES: [&str; 2] = ["hard", "soft"];
+
 const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
 fn status_class_index(status: u16) -> usize {
@@ -164,6 +169,9 @@ pub struct Metrics {
     pub cache_budget_bytes: IntGauge,
     pub cache_evictions: IntCounter,
     pub cache_fills_abandoned: IntCounter,
+    pub cache_tag_index_entries: IntGauge,
+    purges: IntCounterVec,
+    purged_entries: IntCounterVec,
     pub etag_buffer_bytes: IntGauge,
     pub etag_buffer_budget_bytes: IntGauge,
     config_reloads: IntCounterVec,
@@ -318,6 +326,23 @@ impl Metrics {
                 "etagate_cache_fills_abandoned_total",
                 "Responses not stored because the memory for fills in flight was exhausted or the object was too large.",
             ),
+            cache_tag_index_entries: gauge(
+                &r,
+                "etagate_cache_tag_index_entries",
+                "Listings in the cache's tag index: one per cache tag and stored URL carrying it.",
+            ),
+            purges: counter_vec(
+                &r,
+                "etagate_purges_total",
+                "Purge targets handled (each URL, prefix or tag of a purge request), by kind, mode and result (matched: it removed or marked a stored response; unmatched: it found none).",
+                &["kind", "mode", "result"],
+            ),
+            purged_entries: counter_vec(
+                &r,
+                "etagate_purged_entries_total",
+                "Stored responses removed (hard) or marked stale (soft) by purges, by kind and mode.",
+                &["kind", "mode"],
+            ),
             etag_buffer_bytes: gauge(
                 &r,
                 "etagate_etag_buffer_bytes",
@@ -397,7 +422,25 @@ impl Metrics {
         for result in ["success", "failure"] {
             m.config_reloads.with_label_values(&[result]);
         }
+        for kind in PURGE_KINDS {
+            for mode in PURGE_MODES {
+                m.purged_entries.with_label_values(&[kind, mode]);
+                for result in ["matched", "unmatched"] {
+                    m.purges.with_label_values(&[kind, mode, result]);
+                }
+            }
+        }
         m
+    }
+
+    /// Count one purge target (`kind`: url, prefix or tag; `mode`: hard or soft) and the
+    /// stored responses it removed or marked.
+    pub fn purge(&self, kind: &str, mode: &str, entries: usize) {
+        let result = if entries > 0 { "matched" } else { "unmatched" };
+        self.purges.with_label_values(&[kind, mode, result]).inc();
+        self.purged_entries
+            .with_label_values(&[kind, mode])
+            .inc_by(entries as u64);
     }
 
     /// Handles for one route; created when a config is built.

@@ -312,6 +312,7 @@ impl Gateway {
             return Ok(());
         }
         let debug_key = routed.route.spec.debug_headers.then(|| routed.key.clone());
+        storing::strip_tags(resp, &routed.route);
         outcome::label(
             resp,
             status,
@@ -506,7 +507,13 @@ impl ProxyHttp for Gateway {
         resp: &ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<RespCacheable> {
-        let route = &ctx.routed()?.route;
+        let routed = ctx.routed()?;
+        let route = &routed.route;
+        let keyed = storing::Keyed {
+            key: &routed.key,
+            scheme: scheme(session),
+            authority: &routed.authority,
+        };
         let sent_at = ctx.origin.sent_at;
         // Pingora's phase is `Stale` both when the origin answered a revalidation with 304 and
         // when it sent a whole new response; only the former is a merge.
@@ -519,9 +526,10 @@ impl ProxyHttp for Gateway {
                 stored.response_header(),
                 not_modified,
                 route,
+                &keyed,
                 sent_at,
             ),
-            _ => storing::decide_fresh_response(session.req_header(), resp, route, sent_at),
+            _ => storing::decide_fresh_response(session.req_header(), resp, route, &keyed, sent_at),
         };
         if let Some(report) = ctx.inner_report() {
             report

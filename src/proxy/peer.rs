@@ -90,7 +90,11 @@ pub(crate) async fn admit(
                 Ok(b) => b,
                 Err(why) => return answer(session, ctx, 400, &why, "text/plain").await,
             };
-            match control.purge_request(&body) {
+            let control = control.clone();
+            let applied = tokio::task::spawn_blocking(move || control.purge_request(&body))
+                .await
+                .unwrap_or_else(|e| Err(format!("purge failed: {e}")));
+            match applied {
                 Ok(report) => {
                     log::info!("purge from member {member}: {report}");
                     answer(

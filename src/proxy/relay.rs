@@ -123,6 +123,7 @@ async fn relay(
     let same_content = same_content(stale.as_ref().and_then(|e| e.etag()), &header);
     let (cache_status, cache_outcome) =
         outcome::of_forwarded(&facts(&report, fwd, &header, same_content));
+    super::storing::strip_tags(&mut header, &route);
     outcome::label(
         &mut header,
         cache_status,

@@ -57,7 +57,7 @@ pub async fn serve_stored(
     let tagged = if untagged {
         let mut h = entry.header.clone();
         set_content_etag(&mut h, &blake3::hash(&entry.body))?;
-        store.insert(primary, Arc::new(entry.retagged(h.clone())));
+        store.replace(&primary, entry, Arc::new(entry.retagged(h.clone())));
         Some(h)
     } else {
         None
@@ -77,6 +77,7 @@ pub async fn serve_stored(
             }
             None => {
                 let mut header: ResponseHeader = tagged.unwrap_or_else(|| entry.header.clone());
+                super::storing::strip_tags(&mut header, &route);
                 header.insert_header(AGE, entry.freshness.age_header(now))?;
                 outcome::label(&mut header, status, debug_key.as_deref(), true, cache_name)?;
                 let decision = decide_unconditionally(session.req_header(), header, Some(len))?;

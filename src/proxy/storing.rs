@@ -1,16 +1,49 @@
 //! What the cache keeps: the decision for each origin response, the stored form of its
-//! header, and the invalidations an unsafe request causes.
+//! header (cache tags included), what of it clients do not see, and the invalidations an
+//! unsafe request causes.
 
-use crate::cache::entry::{new_meta, FillPolicy};
-use crate::cache::key::PrimaryKey;
+use crate::cache::entry::{new_meta, FillPolicy, Tags};
+use crate::cache::key::{url_text, PrimaryKey};
 use crate::http::headers::{merge_not_modified, strip_hop_by_hop};
 use crate::http::storability::{assess, Exchange, NotStored, StorePolicy};
+use crate::http::tags;
 use crate::http::vary::VarySpec;
 use crate::runtime::Route;
 use http::header::{CONTENT_LOCATION, CONTENT_TYPE, ETAG, LOCATION};
 use pingora_cache::{CacheMeta, NoCacheReason, RespCacheable};
 use pingora_http::{RequestHeader, ResponseHeader};
+use std::sync::Arc;
 use std::time::SystemTime;
+
+/// The request a response would be stored for, as it was keyed.
+pub struct Keyed<'a> {
+    pub key: &'a PrimaryKey,
+    pub scheme: &'a str,
+    /// The canonical authority the key was built from.
+    pub authority: &'a str,
+}
+
+impl Keyed<'_> {
+    /// The URL text the stored response keeps for prefix purges: the key's own when it was
+    /// built with it, else the same text built now (only for a response being stored).
+    fn url(&self, req: &RequestHeader) -> Arc<str> {
+        match self.key.url() {
+            Some(u) => u.clone(),
+            None => {
+                let pq = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                Arc::from(url_text(self.scheme, self.authority, pq))
+            }
+        }
+    }
+}
+
+/// Remove the route's tag headers from a response going to a client (the stored copy keeps
+/// them: the tag index is built from it).
+pub fn strip_tags(resp: &mut ResponseHeader, route: &Route) {
+    for h in route.spec.tags.stripped() {
+        resp.remove_header(&h.name());
+    }
+}
 
 fn uncacheable(reason: NotStored) -> RespCacheable {
     RespCacheable::Uncacheable(NoCacheReason::Custom(reason.as_str()))
@@ -37,6 +70,7 @@ pub fn decide_fresh_response(
     req: &RequestHeader,
     resp: &ResponseHeader,
     route: &Route,
+    keyed: &Keyed<'_>,
     sent_at: Option<SystemTime>,
 ) -> RespCacheable {
     let policy = StorePolicy {
@@ -62,12 +96,20 @@ pub fn decide_fresh_response(
                     .etag
                     .applies_to(stored.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()));
             let vary = VarySpec::of(&stored.headers);
+            let found = tags::parse(&stored.headers, &route.spec.tags.headers);
+            if found.overflow {
+                // Stored with only some of its tags, it would survive a purge by the others.
+                return RespCacheable::Uncacheable(NoCacheReason::Custom("too many cache tags"));
+            }
+            let tags: Tags = found.tags.into_iter().map(Arc::from).collect();
             RespCacheable::Cacheable(meta_for(
                 stored,
                 FillPolicy {
                     freshness,
                     compute_etag,
                     vary,
+                    tags,
+                    url: Some(keyed.url(req)),
                 },
             ))
         }
@@ -82,12 +124,13 @@ pub fn decide_revalidated(
     stored: &ResponseHeader,
     not_modified: &ResponseHeader,
     route: &Route,
+    keyed: &Keyed<'_>,
     sent_at: Option<SystemTime>,
 ) -> RespCacheable {
     let Ok(merged) = merge_not_modified(stored, not_modified) else {
         return uncacheable(NotStored::Status);
     };
-    decide_fresh_response(req, &merged, route, sent_at)
+    decide_fresh_response(req, &merged, route, keyed, sent_at)
 }
 
 /// The URLs a successful unsafe request invalidates (RFC 9111 §4.4): its own, and the

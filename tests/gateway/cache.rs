@@ -183,7 +183,7 @@ async fn purge_removes_every_variant_and_needs_the_token() {
         .expect("purge");
     assert_eq!(ok.status(), 200);
     let report: serde_json::Value = ok.json().await.expect("json");
-    assert_eq!(report["purged"][0]["variants"], 2);
+    assert_eq!(report["urls"][0]["entries"], 2);
     for enc in ["gzip", "br"] {
         http.get(gw.url("/purge-me?a=1"))
             .header("accept-encoding", enc)

@@ -10,5 +10,6 @@ mod hostile;
 mod limits;
 mod metrics;
 mod origin_faults;
+mod purge;
 mod reload;
 mod tls;

@@ -1,12 +1,18 @@
 //! Operator controls and readiness, shared by the lifecycle (SIGHUP, drain), the admin
 //! endpoints and the proxy (which closes connections while draining). It sits below all three
 //! so none of them needs to import another.
+//!
+//! - [`purge`]: the purge request (URLs, prefixes, tags; hard or soft), its JSON form and the
+//!   report.
+
+pub mod purge;
+
+pub use purge::{PurgeMode, PurgeReport, PurgeRequest, PurgeRequestError, TargetReport};
 
 use crate::access_log::AccessLogger;
 use crate::cache::SharedCache;
 use crate::cluster::{peer, Fleet};
 use crate::config::ConfigErrors;
-use crate::http::authority::Authority;
 use crate::metrics::METRICS;
 use crate::runtime::{LiveConfig, ReloadReport};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,81 +112,22 @@ impl Control {
     }
 }
 
-/// Parse a purge request body: one absolute URL per line.
-pub fn purge_urls(body: &str) -> Result<Vec<(String, String, String)>, String> {
-    let mut out = Vec::new();
-    for line in body.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let uri: http::Uri = line
-            .parse()
-            .map_err(|e| format!("'{line}' is not a URL: {e}"))?;
-        let scheme = match uri.scheme_str() {
-            Some(s @ ("http" | "https")) => s.to_string(),
-            _ => {
-                return Err(format!(
-                    "'{line}' must be an absolute http:// or https:// URL"
-                ))
-            }
-        };
-        let authority = uri
-            .authority()
-            .ok_or_else(|| format!("'{line}' has no host"))
-            .and_then(|a| {
-                Authority::parse(a.as_str().as_bytes(), &scheme)
-                    .map_err(|why| format!("'{line}': {why}"))
-            })?
-            .to_string();
-        let path = uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".to_string());
-        out.push((scheme, authority, path));
-    }
-    if out.is_empty() {
-        return Err("send the URLs to purge in the body, one per line".to_string());
-    }
-    Ok(out)
-}
-
 impl Control {
-    /// Remove every stored variant of each URL. Returns (URL, variants removed).
-    pub fn purge(&self, urls: &[(String, String, String)]) -> Vec<(String, usize)> {
-        urls.iter()
-            .map(|(scheme, authority, path)| {
-                let key = crate::cache::key::PrimaryKey::with_text(scheme, authority, path);
-                let n = self.cache.store.purge_primary(&key.hash);
-                (key.text().unwrap_or_default().to_string(), n)
-            })
-            .collect()
+    /// Purge what `req` names on this node, in order: URLs, then prefixes, then tags. Each
+    /// target is counted in `etagate_purges_total` and `etagate_purged_entries_total`.
+    pub fn purge(&self, req: &PurgeRequest) -> PurgeReport {
+        purge::apply(self.cache.store, req)
     }
 }
 
 impl Control {
-    /// Apply a purge request body (the admin format) on this node; the report as JSON.
+    /// Apply a purge request body (the admin format: JSON, or absolute URLs one per line) on
+    /// this node; the report as JSON. A prefix purge visits every stored URL: call it off the
+    /// async threads.
     pub fn purge_request(&self, body: &[u8]) -> Result<serde_json::Value, String> {
-        let text = String::from_utf8_lossy(body);
-        let urls = if text.trim_start().starts_with('{') {
-            let v: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| format!("invalid JSON: {e}"))?;
-            let list = v
-                .get("urls")
-                .and_then(|u| u.as_array())
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|u| u.as_str())
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                })
-                .unwrap_or_default();
-            purge_urls(&list)?
-        } else {
-            purge_urls(&text)?
-        };
-        let purged: Vec<serde_json::Value> = self
-            .purge(&urls)
-            .into_iter()
-            .map(|(key, n)| serde_json::json!({ "key": key, "variants": n }))
-            .collect();
-        Ok(serde_json::json!({ "purged": purged }))
+        let req = PurgeRequest::from_body(body).map_err(|e| e.to_string())?;
+        serde_json::to_value(self.purge(&req))
+            .map_err(|e| format!("purged, but the report could not be written: {e}"))
     }
 
     /// Send a purge to every other member; each member's answer, with how long it took.
@@ -248,18 +195,5 @@ mod tests {
         assert!(s.ready());
         s.set_draining();
         assert!(!s.ready() && s.draining());
-    }
-
-    #[test]
-    fn purge_bodies_need_absolute_http_urls() {
-        let ok = purge_urls("http://a.test/x?y=1\n\n https://b.test \n").expect("valid");
-        assert_eq!(ok.len(), 2);
-        assert_eq!(
-            ok[1],
-            ("https".to_string(), "b.test".to_string(), "/".to_string())
-        );
-        assert!(purge_urls("/relative").is_err());
-        assert!(purge_urls("ftp://a.test/").is_err());
-        assert!(purge_urls("  \n").is_err());
     }
 }
