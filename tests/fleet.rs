@@ -9,7 +9,18 @@
 //!
 //! Tests take [`fleet_lock`] so that one fleet runs at a time: three debug-build gateways and a
 //! load loop already fill two cores, and timing assertions (failure detection, no hanging)
-//! must not measure another test's load.
+//! must not measure another test's load. The whole binary takes about a minute.
+//!
+//! | test | what |
+//! |---|---|
+//! | `harness_*` | the harness on unsharded fleets: namespaces, origin reachable, kill -9, restart, reload, partitions, cleanup, loopback fallback |
+//! | `a0_*`, `b0_*` | the unsharded baselines of (a) and (b) |
+//! | `a_*` | (a) 3,000 requests for 1,000 URLs over 3 nodes: at most 1,010 origin fetches, one owner per key, Cache-Status owner first |
+//! | `b_*` | (b) working set 2.5 x the per-node budget: second pass at least 90 % hits |
+//! | `c_*`, `d_*` | (c) kill -9 and (d) partition of an owner: failover, refetch once, keys move back |
+//! | `e_*`, `f_*` | (e) purges by tag, prefix and URL reach every node; (f) soft purge, stale-if-error |
+//! | `g_*` | (g) forged peer headers on the public listener, the peer listener without a proof |
+//! | `ring_*`, `h_*` | membership 3 -> 2 moves only the removed member's keys; (h) reloads adding and removing a member under load |
 
 #[path = "gateway/common/mod.rs"]
 mod common;

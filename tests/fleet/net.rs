@@ -175,10 +175,46 @@ fn delete_names(k: u8, max_nodes: usize) {
 /// Nodes a fleet may have at most (names of leftovers are deleted up to this many).
 const MAX_NODES: usize = 8;
 
+/// Once per process: delete what fleets of crashed runs left (their lock names a process that
+/// no longer runs), whichever K they had.
+fn sweep_dead_fleets() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(dir) = std::fs::read_dir(LOCK_DIR) else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(k) = name
+                .strip_prefix('k')
+                .and_then(|n| n.strip_suffix(".lock"))
+                .and_then(|n| n.parse::<u8>().ok())
+            else {
+                continue;
+            };
+            let owner = std::fs::read_to_string(entry.path())
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok());
+            if owner.is_some_and(|o| !process_alive(o)) {
+                eprintln!("fleet: removing the leftovers of a crashed run (K={k})");
+                delete_names(k, MAX_NODES);
+                // Unless another process took the K over meanwhile.
+                let still = std::fs::read_to_string(entry.path())
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u32>().ok());
+                if still == owner {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+    });
+}
+
 /// Claim a K: create its lock file, taking over locks of dead processes.
 fn claim_k() -> Result<(u8, PathBuf), String> {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     std::fs::create_dir_all(LOCK_DIR).map_err(|e| format!("cannot create {LOCK_DIR}: {e}"))?;
+    sweep_dead_fleets();
     let pid = std::process::id();
     let start = pid.wrapping_mul(37) + COUNTER.fetch_add(1, Ordering::Relaxed) * 11;
     let in_use = ip(&["-o", "-4", "addr", "show"]).unwrap_or_default();

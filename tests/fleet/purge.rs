@@ -1,5 +1,6 @@
 //! (e) purges by tag, prefix and URL sent to one node apply on every node; (f) soft purges
-//! revalidate, and keep stale-if-error working.
+//! mark stored responses stale (the next request revalidates, `fwd=stale`), so stale-if-error
+//! still serves them while the origin is down.
 
 use crate::fleet_lock;
 use crate::harness::{assert_all_ok, paths, purge_url, run_once, Fleet, Spec, NAMES};
@@ -142,8 +143,12 @@ async fn f_a_soft_purge_revalidates_and_leaves_stale_if_error_working() {
     eprintln!("(f) soft purge on {}: {s} {a}", NAMES[1]);
     assert_every_node_applied("soft purge", s, &a, &NAMES);
     let mut after = Vec::new();
+    let mut revalidation = None;
     for (n, name) in NAMES.iter().enumerate() {
         let r = c.get_ok(n, "/f/soft").await;
+        if n == 0 {
+            revalidation = r.cache_status().into_iter().next();
+        }
         after.push((
             *name,
             o.count("/f/soft"),
@@ -158,6 +163,13 @@ async fn f_a_soft_purge_revalidates_and_leaves_stale_if_error_working() {
         "the first request after a soft purge reaches the origin"
     );
     assert_eq!(after[2].1, 2, "and refreshes the entry for the next ones");
+    // The owner's entry: the stored response was kept, stale, and revalidated (a hard purge
+    // would show a miss here).
+    let owner_entry = revalidation.expect("Cache-Status");
+    assert!(
+        owner_entry.params.iter().any(|p| p == "fwd=stale"),
+        "after a soft purge the owner revalidates its stale copy (fwd=stale): {owner_entry:?}"
+    );
     for (node, _, e, _) in &after {
         assert_eq!(
             e.as_deref(),

@@ -18,6 +18,14 @@ const A_REQUESTS: usize = 3_000;
 const A_MAX_ORIGIN: usize = 1_010;
 
 /// (b): per-node `cache.budget` B, object size and working set (2.5 B).
+///
+/// The margin is thin by construction: a node stores at most 7/8 of its budget (an eighth is
+/// kept for fills in flight), 215 objects of 16 KiB with their headers and bookkeeping, and
+/// 2.5 B spread over three nodes is 213 objects each on average. A node that owns more than it
+/// holds misses part of its keys in the second pass (S3-FIFO: 84 % hits at 230 objects, 77 % at
+/// 250, 72 % at 270, measured on one node), so the fleet's ratio depends on the ring's balance:
+/// 0.906 to 0.955 over six runs of ketama rings (each run's addresses differ), the busiest node
+/// owning 204 to 253 objects.
 const B_BUDGET: &str = "4MiB";
 const B_BUDGET_BYTES: usize = 4 << 20;
 const B_OBJECT: usize = 16 << 10;
@@ -232,6 +240,9 @@ async fn b_sharded_fleet_holds_a_working_set_of_two_and_a_half_budgets() {
     );
     assert!(
         ratio >= B_MIN_HIT_RATIO,
-        "the sharded fleet's second pass hit ratio is {ratio:.3}"
+        "the sharded fleet's second pass hit ratio is {ratio:.3}; {gauges}. A node holds about \
+         215 of these objects (7/8 of its budget, less per-entry overhead) against 213 per node on \
+         average: a node owning much more than 215 (ring imbalance) misses about 1 in 4 of its \
+         keys in the second pass"
     );
 }
