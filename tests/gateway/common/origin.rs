@@ -134,6 +134,15 @@ impl Origin {
     /// Start an origin answering with `handler`.
     pub async fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Origin {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
+        Origin::serve(listener, handler)
+    }
+
+    /// An origin answering with `handler` on a listener the caller bound (another address than
+    /// 127.0.0.1, or a port it must keep across a restart). Needs a running Tokio runtime.
+    pub fn serve(
+        listener: TcpListener,
+        handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+    ) -> Origin {
         let addr = listener.local_addr().expect("origin addr");
         let hits = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
