@@ -308,3 +308,93 @@ impl Fleet {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::{ClusterSpec, PeerSpec};
+
+    fn spec(peers: &[(&str, u8)]) -> ClusterSpec {
+        ClusterSpec {
+            node: "a".to_string(),
+            listen: SocketAddr::from(([10, 0, 0, 1], 8471)),
+            advertise: SocketAddr::from(([10, 0, 0, 1], 8471)),
+            secret_file: "/s".to_string(),
+            weight: 1,
+            peers: peers
+                .iter()
+                .map(|(n, ip)| PeerSpec {
+                    name: n.to_string(),
+                    address: SocketAddr::from(([10, 0, 0, *ip], 8471)),
+                    weight: 1,
+                })
+                .collect(),
+            dns: None,
+            connect_timeout: Duration::from_millis(100),
+            request_timeout: Duration::from_secs(1),
+            probe_interval: Duration::from_secs(1),
+            purge_timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn names(f: &Fleet) -> Vec<String> {
+        let mut v: Vec<String> = f.peers().iter().map(|m| m.name.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn membership_follows_reloads_and_dns_and_keeps_the_health_of_members_it_keeps() {
+        let fleet = Fleet::new(&spec(&[("b", 2), ("c", 3)]), "0123456789abcdef");
+        assert_eq!(names(&fleet), ["b", "c"]);
+        let b = fleet
+            .peers()
+            .into_iter()
+            .find(|m| &*m.name == "b")
+            .expect("b");
+        fleet.mark_down(&b, "test");
+        fleet.reconfigure(&spec(&[("b", 2), ("d", 4)]), "0123456789abcdef");
+        assert_eq!(names(&fleet), ["b", "d"]);
+        let b = fleet
+            .peers()
+            .into_iter()
+            .find(|m| &*m.name == "b")
+            .expect("b");
+        assert!(!b.is_up(), "a kept member keeps its health");
+        // DNS adds members by address; this node's own address and listed peers are not added
+        // twice.
+        fleet.set_discovered(vec![
+            SocketAddr::from(([10, 0, 0, 1], 8471)),
+            SocketAddr::from(([10, 0, 0, 4], 8471)),
+            SocketAddr::from(([10, 0, 0, 9], 8471)),
+        ]);
+        assert_eq!(names(&fleet), ["10.0.0.9:8471", "b", "d"]);
+        // Keys of a down member go to others, never to it.
+        for k in 0u32..200 {
+            let owner = fleet.owner(&k.to_le_bytes());
+            assert!(owner.is_none_or(|m| &*m.name != "b"));
+        }
+    }
+
+    #[test]
+    fn a_member_proof_names_the_sender_and_a_forged_one_is_refused() {
+        let fleet = Fleet::new(&spec(&[("b", 2)]), "0123456789abcdef");
+        let mut headers = http::HeaderMap::new();
+        for (n, v) in fleet.credentials() {
+            headers.insert(n, v.parse().expect("header value"));
+        }
+        assert_eq!(fleet.authenticate(&headers).as_deref(), Some("a"));
+        headers.insert(auth::PEER_HEADER, "b".parse().expect("value"));
+        assert_eq!(
+            fleet.authenticate(&headers),
+            None,
+            "the proof is for another name"
+        );
+        let other = Fleet::new(&spec(&[("b", 2)]), "another secret, 16+");
+        let mut forged = http::HeaderMap::new();
+        for (n, v) in other.credentials() {
+            forged.insert(n, v.parse().expect("header value"));
+        }
+        assert_eq!(fleet.authenticate(&forged), None, "another secret");
+    }
+}

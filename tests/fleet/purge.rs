@@ -208,3 +208,85 @@ async fn f_a_soft_purge_revalidates_and_leaves_stale_if_error_working() {
     );
     o.up().await;
 }
+
+/// A successful unsafe request invalidates its URL on every node, not only on the node that
+/// sent it to the origin; and a purge's propagation time (the slowest member's answer) is
+/// reported over repeated purges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i_unsafe_requests_invalidate_fleet_wide_and_purges_propagate_quickly() {
+    let _l = fleet_lock().await;
+    let fleet = Fleet::start(Spec::cluster(3)).await;
+    let o = &fleet.origin;
+    let c = &fleet.client;
+    let urls = paths("/i/", 12);
+    let every_node: Vec<(usize, String)> = urls
+        .iter()
+        .flat_map(|u| (0..3).map(move |n| (n, u.clone())))
+        .collect();
+    assert_all_ok("fill", &run_once(c, &every_node, 4).await);
+    o.set_version("/i/", 2);
+    for (i, u) in urls.iter().enumerate() {
+        let r = c
+            .http
+            .post(format!("http://{}{u}", c.publics[i % 3]))
+            .header("host", crate::harness::HOST)
+            .body("changed")
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(r.status().as_u16(), 200, "POST {u}");
+    }
+    // The invalidation reaches the other members in the background: allow it a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let stale = loop {
+        let check = run_once(c, &every_node, 4).await;
+        assert_all_ok("after the POSTs", &check);
+        let stale: Vec<String> = check
+            .iter()
+            .filter(|r| r.result.as_ref().expect("ok").version_line() != format!("{} v2", r.path))
+            .map(|r| format!("{} from {}", r.path, NAMES[r.node]))
+            .collect();
+        if stale.is_empty() || std::time::Instant::now() > deadline {
+            break stale;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "(i) {} URLs changed by POST through alternating nodes: {} node responses still old",
+        urls.len(),
+        stale.len()
+    );
+    assert!(
+        stale.is_empty(),
+        "served after an invalidating POST: {stale:?}"
+    );
+
+    let mut slowest: Vec<f64> = Vec::new();
+    for n in 0..30 {
+        let (s, a) = c
+            .purge(
+                n % 3,
+                &json!({ "urls": [purge_url(&urls[n % urls.len()])] }),
+            )
+            .await;
+        assert_every_node_applied("purge", s, &a, &NAMES);
+        let worst = a["nodes"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|e| e["seconds"].as_f64())
+                    .fold(0.0, f64::max)
+            })
+            .unwrap_or(0.0);
+        slowest.push(worst);
+    }
+    slowest.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| slowest[((slowest.len() - 1) as f64 * p).round() as usize] * 1000.0;
+    eprintln!(
+        "(i) purge propagation over {} purges (slowest member's answer): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        slowest.len(),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+}
