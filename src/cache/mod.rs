@@ -3,8 +3,10 @@
 //! - [`key`]: what identifies a stored response;
 //! - [`entry`]: one stored response and what a fill needs to know;
 //! - [`storage`]: the bounded in-memory `Storage` (index, budget, eviction, purge);
-//! - [`tag_index`]: which stored URLs carry which cache tag, for purge by tag.
+//! - [`tag_index`]: which stored URLs carry which cache tag, for purge by tag;
+//! - [`disk`]: the disk tier under the memory tier (`cache.disk`).
 
+pub mod disk;
 pub mod entry;
 pub mod key;
 pub mod storage;
@@ -20,12 +22,33 @@ use storage::MemStore;
 pub struct SharedCache {
     pub store: &'static MemStore,
     pub lock: &'static CacheKeyLockImpl,
+    pub disk: Option<&'static disk::DiskStore>,
 }
 
 impl SharedCache {
     pub fn new(budget: usize, max_object: usize, lock_timeout: Duration) -> SharedCache {
         let store: &'static MemStore = Box::leak(Box::new(MemStore::new(budget, max_object)));
         let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(lock_timeout));
-        SharedCache { store, lock }
+        SharedCache {
+            store,
+            lock,
+            disk: None,
+        }
+    }
+
+    /// Put a disk tier under the memory tier and start opening it (in the background: the
+    /// store may still be held by the process this one upgrades).
+    pub fn with_disk(mut self, settings: &crate::config::model::DiskSettings) -> SharedCache {
+        let disk: &'static disk::DiskStore = Box::leak(Box::new(disk::DiskStore::new(
+            settings.path.clone(),
+            disk::Limits {
+                budget: settings.budget,
+                max_object: settings.max_object_size,
+            },
+        )));
+        self.store.attach_disk(disk);
+        disk.start();
+        self.disk = Some(disk);
+        self
     }
 }

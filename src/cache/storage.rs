@@ -22,6 +22,7 @@
 //! - A fill that started before a purge and finishes after it is purged too (recent purges are
 //!   remembered; when too many happened to remember them all, such a fill is not stored).
 
+use super::disk::DiskStore;
 use super::entry::{Entry, FillPolicy};
 use super::tag_index::TagIndex;
 use crate::http::headers::{content_length, set_content_etag};
@@ -216,6 +217,9 @@ pub struct MemStore {
     next_id: AtomicU64,
     purge_epoch: AtomicU64,
     recent_purges: Mutex<RecentPurges>,
+    /// The disk tier under this one, when configured: what is stored here is written there,
+    /// and purges apply there too.
+    disk: std::sync::OnceLock<&'static DiskStore>,
 }
 
 impl MemStore {
@@ -256,6 +260,7 @@ impl MemStore {
             max_object: AtomicUsize::new(max_object),
             next_id: AtomicU64::new(1),
             purge_epoch: AtomicU64::new(0),
+            disk: std::sync::OnceLock::new(),
             recent_purges: Mutex::new(RecentPurges::default()),
         }
     }
@@ -373,10 +378,37 @@ impl MemStore {
         (mode, now)
     }
 
+    /// Put the disk tier under this one (once, at start).
+    pub fn attach_disk(&self, disk: &'static DiskStore) {
+        let _ = self.disk.set(disk);
+    }
+
+    pub fn disk(&self) -> Option<&'static DiskStore> {
+        self.disk.get().copied()
+    }
+
+    /// A response read back from the disk tier, stored here again (the memory tier's own rules
+    /// apply: too large for it, it is served but not kept). Not written back to disk.
+    pub fn promote(&self, primary: HashBinary, entry: Entry) -> Arc<Entry> {
+        let entry = Arc::new(entry);
+        if entry.body.len() <= self.max_object.load(Ordering::Acquire) {
+            self.insert_here(primary, entry.clone());
+        }
+        entry
+    }
+
+    /// An id for an entry built outside a fill (a disk read).
+    pub fn fresh_id(&self) -> u64 {
+        self.next_id()
+    }
+
     /// Remove every stored variant of a URL (a hard purge, or an unsafe request's
     /// invalidation). Returns how many were removed.
     pub fn purge_primary(&self, primary: &HashBinary) -> usize {
         self.remember(Target::Key(*primary), PurgeMode::Hard);
+        if let Some(d) = self.disk() {
+            d.remove_key(primary);
+        }
         match self.index.remove(primary) {
             Some((_, slot)) => {
                 self.left(primary, &slot.variants);
@@ -393,6 +425,9 @@ impl MemStore {
             PurgeMode::Hard => self.purge_primary(primary),
             PurgeMode::Soft => {
                 self.remember(Target::Key(*primary), mode);
+                if let Some(d) = self.disk() {
+                    d.soft_purge_key(primary);
+                }
                 self.purge_variants(primary, mode, |_| true)
             }
         }
@@ -405,6 +440,9 @@ impl MemStore {
         // Remembered first: a fill that checks after this sees it; one that checked before
         // has already listed its key, which the lookup below then finds.
         self.remember(Target::Tag(Arc::from(tag)), mode);
+        if let Some(d) = self.disk() {
+            d.purge_tag(tag, mode);
+        }
         self.tags
             .keys(tag)
             .iter()
@@ -417,6 +455,9 @@ impl MemStore {
     /// newly marked stale (soft).
     pub fn purge_prefix(&self, prefix: &str, mode: PurgeMode) -> usize {
         self.remember(Target::Prefix(Arc::from(prefix)), mode);
+        if let Some(d) = self.disk() {
+            d.purge_prefix(prefix, mode);
+        }
         let matching: Vec<HashBinary> = self
             .index
             .iter()
@@ -503,6 +544,15 @@ impl MemStore {
     /// A response whose `Vary` differs from the stored ones replaces them all: they were
     /// selected by rules the origin no longer uses.
     pub fn insert(&self, primary: HashBinary, entry: Arc<Entry>) {
+        if self.insert_here(primary, entry.clone()) {
+            if let Some(d) = self.disk() {
+                d.write(primary, &entry);
+            }
+        }
+    }
+
+    /// [`MemStore::insert`] in this tier only; false when it could not be stored.
+    fn insert_here(&self, primary: HashBinary, entry: Arc<Entry>) -> bool {
         // Listed before it can be found, unlisted only once it is gone (see `TagIndex`).
         self.tags.add(&primary, &entry.tags);
         let mut dropped: Vec<Arc<Entry>> = Vec::new();
@@ -530,15 +580,21 @@ impl MemStore {
                     .is_ok()
                 {
                     self.entries.fetch_add(1, Ordering::Relaxed);
+                    true
                 } else {
                     self.tags.remove(&primary, &entry.tags);
+                    false
                 }
             }
             EntryResult::Retained(()) | EntryResult::Removed(..) | EntryResult::Replaced(..) => {
                 self.entries.fetch_add(1, Ordering::Relaxed);
                 self.left(&primary, &dropped);
+                true
             }
-            EntryResult::Timeout => self.tags.remove(&primary, &entry.tags),
+            EntryResult::Timeout => {
+                self.tags.remove(&primary, &entry.tags);
+                false
+            }
         }
     }
 
@@ -571,6 +627,9 @@ impl MemStore {
         }
         if replaced {
             self.tags.remove(primary, &old.tags);
+            if let Some(d) = self.disk() {
+                d.write(*primary, &new);
+            }
         } else {
             self.tags.remove(primary, &new.tags);
         }
@@ -1133,7 +1192,7 @@ mod tests {
                 tags.push(&pool[next(pool.len() as u64) as usize]);
             }
             // A tenth of the URLs have two variants.
-            let variance = (url_no % 10 == 0).then(|| [next(2) as u8 + 1; 16]);
+            let variance = url_no.is_multiple_of(10).then(|| [next(2) as u8 + 1; 16]);
             store.insert(key(url_no), tagged(&store, &url, &tags, variance));
             match round % 97 {
                 0 => {
@@ -1191,7 +1250,7 @@ mod tests {
                             .wrapping_add(1442695040888963407);
                         let k = ((rng >> 33) % 500) as u32;
                         let tag = format!("t{}", (rng >> 20) % 7);
-                        let variance = (k % 3 == 0).then_some([(rng % 3) as u8; 16]);
+                        let variance = k.is_multiple_of(3).then_some([(rng % 3) as u8; 16]);
                         match i % 50 {
                             0 => {
                                 store.purge_tag(&tag, PurgeMode::Hard);

@@ -467,10 +467,41 @@ fn cache(c: &schema::CacheConf, r: &mut Reporter) -> CacheSettings {
     if c.lock_timeout.is_zero() {
         r.at_value("cache.lock_timeout", "must be longer than 0s; use e.g. 5s");
     }
+    let disk = c.disk.as_ref().map(|d| {
+        if d.path.trim().is_empty() {
+            r.at_value("cache.disk.path", "empty; name the directory of the disk tier");
+        }
+        if (d.budget.as_u64() as usize) < MIN_CACHE_BUDGET {
+            r.at_value(
+                "cache.disk.budget",
+                format!("{} is too small; use at least 1MiB", d.budget),
+            );
+        }
+        let max = d
+            .max_object_size
+            .map(|m| m.as_u64() as usize)
+            .unwrap_or(max_object_size);
+        if max == 0 || max > max_object_size {
+            r.at_value(
+                "cache.disk.max_object_size",
+                format!(
+                    "{} must be between 1 byte and cache.max_object_size ({}): responses reach the disk tier through the memory tier",
+                    bytesize::ByteSize::b(max as u64),
+                    bytesize::ByteSize::b(max_object_size as u64)
+                ),
+            );
+        }
+        DiskSettings {
+            path: std::path::PathBuf::from(d.path.trim()),
+            budget: d.budget.as_u64(),
+            max_object_size: max,
+        }
+    });
     CacheSettings {
         budget,
         max_object_size,
         lock_timeout: c.lock_timeout,
+        disk,
     }
 }
 

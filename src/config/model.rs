@@ -115,6 +115,15 @@ pub struct CacheSettings {
     pub budget: usize,
     pub max_object_size: usize,
     pub lock_timeout: Duration,
+    pub disk: Option<DiskSettings>,
+}
+
+/// The disk tier (`cache.disk`); the path's existence and room are checked on instantiation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskSettings {
+    pub path: PathBuf,
+    pub budget: u64,
+    pub max_object_size: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

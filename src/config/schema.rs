@@ -273,6 +273,9 @@ pub struct CacheConf {
     /// How long concurrent misses for one key wait for the first to fill it. Default 5s.
     #[serde(default = "default_lock_timeout", with = "humantime_serde")]
     pub lock_timeout: Duration,
+    /// A disk tier under the memory tier: stored responses survive restarts and upgrades.
+    #[serde(default)]
+    pub disk: Option<DiskConf>,
 }
 
 impl Default for CacheConf {
@@ -281,8 +284,21 @@ impl Default for CacheConf {
             budget: default_cache_budget(),
             max_object_size: None,
             lock_timeout: default_lock_timeout(),
+            disk: None,
         }
     }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DiskConf {
+    /// Directory of the store; must exist and be writable.
+    pub path: String,
+    /// Bytes of entry files at most (metadata included).
+    pub budget: ByteSize,
+    /// Largest response written to disk. Default (and most): `cache.max_object_size`.
+    #[serde(default)]
+    pub max_object_size: Option<ByteSize>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

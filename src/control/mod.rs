@@ -85,6 +85,12 @@ impl Control {
             self.cache
                 .store
                 .set_limits(c.cache.budget, c.cache.max_object_size);
+            if let (Some(disk), Some(d)) = (self.cache.disk, &c.cache.disk) {
+                disk.set_limits(crate::cache::disk::Limits {
+                    budget: d.budget,
+                    max_object: d.max_object_size,
+                });
+            }
             METRICS
                 .etag_buffer_budget_bytes
                 .set(c.etag_buffer_budget as i64);

@@ -9,7 +9,7 @@
 use std::time::{Duration, SystemTime};
 
 /// The freshness facts of a stored response, fixed when it was received (or revalidated).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Freshness {
     /// Explicit or heuristic freshness lifetime.
     pub lifetime: Duration,

@@ -15,6 +15,7 @@ use prometheus::{
 use std::sync::LazyLock;
 
 pub mod cluster;
+pub mod disk;
 
 /// How a request used the shared cache. Exactly one per request that reached the cache layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +186,7 @@ pub struct Metrics {
     pub ready: IntGauge,
     build_info: IntGaugeVec,
     pub cluster: cluster::ClusterMetrics,
+    pub disk: disk::DiskMetrics,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -410,6 +412,7 @@ impl Metrics {
                 g
             },
             cluster: cluster::ClusterMetrics::new(&r),
+            disk: disk::DiskMetrics::new(&r),
             registry: r,
         };
         m.build_info

@@ -259,13 +259,32 @@ impl Gateway {
             ctx.routed_mut()?.fwd = Some(Fwd::Bypass);
         } else {
             let routed = ctx.routed()?;
-            let fwd = match store.find(&routed.key.hash, &session.req_header().headers) {
+            let primary = routed.key.hash;
+            let mut found = store.find(&primary, &session.req_header().headers);
+            let mut from_disk = false;
+            if let (Found::UriMiss | Found::VaryMiss, Some(disk)) = (&found, self.cache.disk) {
+                if let Some((meta, head, body)) =
+                    disk.find(primary, &session.req_header().headers).await
+                {
+                    let entry = crate::cache::disk::entry_from(meta, head, body, store.fresh_id());
+                    found = Found::Hit(store.promote(primary, entry));
+                    from_disk = true;
+                }
+            }
+            let routed = ctx.routed()?;
+            let fwd = match found {
                 Found::Hit(entry) => match stored::stored_use(&entry, &routed.directives) {
                     Some(how) => {
                         if how == StoredUse::WhileRevalidating {
                             subrequest::spawn_refresh(session, routed, &entry);
                         }
-                        stored::serve_stored(session, ctx, store, &entry, how).await?;
+                        let m = &crate::metrics::METRICS.disk;
+                        if from_disk {
+                            m.hits_disk.inc();
+                        } else {
+                            m.hits_memory.inc();
+                        }
+                        stored::serve_stored(session, ctx, store, &entry, how, from_disk).await?;
                         return Ok(true);
                     }
                     None => {

@@ -36,6 +36,7 @@ pub async fn serve_stored(
     store: &MemStore,
     entry: &Arc<Entry>,
     how: StoredUse,
+    from_disk: bool,
 ) -> Result<()> {
     let routed = ctx.routed()?;
     let route = routed.route.clone();
@@ -44,7 +45,11 @@ pub async fn serve_stored(
     let config = routed.config.clone();
     let cache_name = config.cache_name();
     let now = SystemTime::now();
-    let (status, outcome) = outcome::of_stored(how, entry.freshness.ttl_secs(now));
+    let (mut status, outcome) = outcome::of_stored(how, entry.freshness.ttl_secs(now));
+    if from_disk {
+        // RFC 9211 `detail`: which tier answered (a memory hit says nothing).
+        status.detail = status.detail.or(Some("disk"));
+    }
     let len = entry.body.len();
     // A response stored without an ETag (before the route enabled them) gets one now, once:
     // the tagged copy replaces the stored one.
@@ -124,6 +129,14 @@ pub async fn serve_stale_on_error(
     ) {
         return Ok(false);
     }
-    serve_stored(session, ctx, store, &entry, StoredUse::OnError(status)).await?;
+    serve_stored(
+        session,
+        ctx,
+        store,
+        &entry,
+        StoredUse::OnError(status),
+        false,
+    )
+    .await?;
     Ok(true)
 }

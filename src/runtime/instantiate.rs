@@ -35,6 +35,9 @@ pub fn instantiate(
             }
         }
     }
+    if let Some(d) = &config.cache.disk {
+        check_disk_path(d, &mut r);
+    }
     if let Some(ca) = &config.server.ca_file {
         if let Err(e) = std::fs::metadata(ca) {
             r.at_value("server.ca_file", format!("cannot read CA file '{ca}': {e}"));
@@ -99,6 +102,46 @@ pub fn instantiate(
         upstreams,
         routes,
     })
+}
+
+/// The disk tier's directory exists, is writable, and its filesystem can hold the budget.
+fn check_disk_path(d: &crate::config::model::DiskSettings, r: &mut Reporter) {
+    let path = d.path.display();
+    match std::fs::metadata(&d.path) {
+        Err(e) => {
+            return r.at_value(
+                "cache.disk.path",
+                format!("cannot use '{path}': {e}; create the directory (writable by etagate) or fix the path"),
+            )
+        }
+        Ok(m) if !m.is_dir() => {
+            return r.at_value("cache.disk.path", format!("'{path}' is not a directory"))
+        }
+        Ok(_) => {}
+    }
+    let probe = d
+        .path
+        .join(format!(".etagate-write-check-{}", std::process::id()));
+    if let Err(e) = std::fs::write(&probe, b"") {
+        return r.at_value(
+            "cache.disk.path",
+            format!("cannot write in '{path}': {e}; make it writable by etagate"),
+        );
+    }
+    let _ = std::fs::remove_file(&probe);
+    if let Ok(fs) = nix::sys::statvfs::statvfs(&d.path) {
+        let size = fs.blocks().saturating_mul(fs.fragment_size());
+        if d.budget > size {
+            r.at_value(
+                "cache.disk.budget",
+                format!(
+                    "{} is more than the filesystem of '{path}' holds ({}); lower it",
+                    bytesize::ByteSize::b(d.budget),
+                    bytesize::ByteSize::b(size)
+                ),
+            );
+        }
+    }
 }
 
 /// A token or shared secret from a file (surrounding whitespace trimmed), named in the config

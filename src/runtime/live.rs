@@ -143,6 +143,10 @@ fn needs_upgrade(old: &RuntimeConfig, new: &RuntimeConfig) -> Vec<String> {
         }
         _ => out.push("cluster".to_string()),
     }
+    // The disk tier is opened once, at start (its budget is reloadable).
+    if old.cache.disk.as_ref().map(|d| &d.path) != new.cache.disk.as_ref().map(|d| &d.path) {
+        out.push("cache.disk.path".to_string());
+    }
     // The lock's own expiry and the log queue are sized once, at start.
     if old.cache.lock_timeout != new.cache.lock_timeout {
         out.push("cache.lock_timeout".to_string());

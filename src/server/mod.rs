@@ -141,11 +141,16 @@ pub fn run(cli: Cli) -> ExitCode {
     server.bootstrap();
 
     let state = Arc::new(ProcessState::default());
-    let cache = Arc::new(SharedCache::new(
+    let mut cache = SharedCache::new(
         cache_settings.budget,
         cache_settings.max_object_size,
         cache_settings.lock_timeout,
-    ));
+    );
+    if let Some(disk) = &cache_settings.disk {
+        cache = cache.with_disk(disk);
+    }
+    let disk_store = cache.disk;
+    let cache = Arc::new(cache);
     let buffers = Arc::new(BufferBudget::default());
     METRICS.etag_buffer_budget_bytes.set(etag_budget as i64);
     let fleet = match (&cfg_cluster, &cfg_secret) {
@@ -226,6 +231,7 @@ pub fn run(cli: Cli) -> ExitCode {
         shutdown_signal: Box::new(tasks::DrainingSignals {
             state,
             drain: drain_period,
+            disk: disk_store,
         }),
     });
     ExitCode::SUCCESS

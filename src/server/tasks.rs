@@ -205,6 +205,17 @@ pub fn claim_sighup() {
 pub struct DrainingSignals {
     pub state: Arc<ProcessState>,
     pub drain: Duration,
+    /// Handed to the new process on SIGQUIT, closed on a stop.
+    pub disk: Option<&'static crate::cache::disk::DiskStore>,
+}
+
+impl DrainingSignals {
+    /// Release the disk tier (off the async threads: it waits for queued writes).
+    async fn release_disk(&self) {
+        if let Some(d) = self.disk {
+            let _ = tokio::task::spawn_blocking(move || d.release()).await;
+        }
+    }
 }
 
 #[async_trait]
@@ -223,15 +234,19 @@ impl pingora_core::server::ShutdownSignalWatch for DrainingSignals {
         tokio::select! {
             _ = quit.recv() => {
                 self.state.set_draining();
+                // The new process waits for the store: hand it over now, not after the drain.
+                self.release_disk().await;
                 ShutdownSignal::GracefulUpgrade
             }
             _ = term.recv() => {
                 self.state.set_draining();
                 log::info!("SIGTERM received: draining for {:?} before closing the listeners", self.drain);
-                tokio::select! {
+                let signal = tokio::select! {
                     _ = tokio::time::sleep(self.drain) => ShutdownSignal::GracefulTerminate,
                     _ = int.recv() => ShutdownSignal::FastShutdown,
-                }
+                };
+                self.release_disk().await;
+                signal
             }
             _ = int.recv() => ShutdownSignal::FastShutdown,
         }

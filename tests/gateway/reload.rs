@@ -221,7 +221,7 @@ async fn twenty_reloads_and_a_binary_upgrade_under_load_fail_no_request() {
             while !stop.load(Ordering::Acquire) && Instant::now() < limit {
                 tick.tick().await;
                 n += 1;
-                let path: &'static str = if (n + worker) % 3 == 0 {
+                let path: &'static str = if (n + worker).is_multiple_of(3) {
                     "/cached"
                 } else {
                     "/dyn"

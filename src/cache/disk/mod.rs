@@ -1,0 +1,678 @@
+//! The disk tier: every response the memory tier stores is also written here, one file per
+//! response, so a restart or a binary upgrade keeps the hits. A request the memory tier misses
+//! finds the response here and promotes it back into memory.
+//!
+//! - [`format`]: the file format (checksummed, versioned).
+//!
+//! Design (why plain files and not foyer: `docs/disk-cache.md`):
+//! - **Files.** `<path>/v1/<2 hex>/<primary hex>-<variance hex>.e`, written to a temporary name
+//!   and renamed into place, so a reader sees a whole file or the previous one. A crash can
+//!   leave a temporary file (removed at recovery) or, on power loss, a torn file, which the
+//!   checksum turns into a miss.
+//! - **One writer.** Writes, removals and soft purges go through one queue to one thread, in
+//!   the order they were asked for: a purge never overtakes the fill it follows, so a purged
+//!   response cannot be written back. Writes beyond [`MAX_QUEUED_WRITE_BYTES`] are dropped
+//!   (counted); purges are never dropped.
+//! - **Index in memory.** Per primary key its variants on disk: size, `Vary`, tags and URL
+//!   (purge by tag and prefix walk it). Recovery rebuilds it from each file's first bytes.
+//! - **Budget.** The sum of the files' sizes (metadata, head, body and checksum) stays within
+//!   `cache.disk.budget`: the oldest writes are removed first (FIFO; a hit does not renew a
+//!   file).
+//! - **One process at a time.** The process that holds an exclusive lock on `<path>/LOCK` owns
+//!   the store. A new process (binary upgrade) that finds it locked serves from memory and the
+//!   origin, and takes the store when the old process releases it on SIGQUIT.
+
+pub mod format;
+
+use crate::cache::entry::Entry;
+use crate::cache::storage::PurgeMode;
+use crate::http::vary::{variance, VarySpec};
+use crate::metrics::METRICS;
+use bytes::Bytes;
+use format::Meta;
+use http::HeaderMap;
+use parking_lot::Mutex;
+use pingora_cache::key::HashBinary;
+use pingora_http::ResponseHeader;
+use std::collections::{HashMap, VecDeque};
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Bytes of responses queued for writing at most; beyond it new writes are dropped.
+const MAX_QUEUED_WRITE_BYTES: usize = 64 << 20;
+/// How often a process waiting for the store (binary upgrade) tries to take it.
+const LOCK_RETRY: Duration = Duration::from_millis(200);
+/// A repeated write error is logged at most this often.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// One response on disk, as the index knows it.
+#[derive(Debug, Clone)]
+struct Variant {
+    variance: Option<HashBinary>,
+    vary: VarySpec,
+    bytes: u64,
+    seq: u64,
+    tags: Vec<String>,
+    url: Option<String>,
+}
+
+#[derive(Default)]
+struct Index {
+    keys: HashMap<HashBinary, Vec<Variant>>,
+    /// Write order, for eviction: (seq, key, variance). Entries whose seq no longer matches
+    /// (rewritten or removed) are skipped.
+    fifo: VecDeque<(u64, HashBinary, Option<HashBinary>)>,
+    bytes: u64,
+    objects: usize,
+    seq: u64,
+}
+
+enum Job {
+    Write(HashBinary, Arc<Entry>),
+    RemoveKey(HashBinary),
+    Tag(String, PurgeMode),
+    Prefix(String, PurgeMode),
+    SoftKey(HashBinary),
+    /// Evict down to a (lowered) budget.
+    Trim,
+}
+
+/// The settings a reload may change.
+pub struct Limits {
+    pub budget: u64,
+    pub max_object: usize,
+}
+
+pub struct DiskStore {
+    dir: PathBuf,
+    budget: AtomicU64,
+    max_object: AtomicUsize,
+    index: Mutex<Index>,
+    /// This process holds the store (lock taken, index recovered).
+    open: AtomicBool,
+    /// This process has handed the store over: never take it again.
+    released: AtomicBool,
+    lock: Mutex<Option<File>>,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    queued_bytes: AtomicUsize,
+    last_error_log: Mutex<Option<Instant>>,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl DiskStore {
+    /// A store over `dir` (which exists and is writable: checked when the config was
+    /// instantiated). Nothing is read until [`DiskStore::start`].
+    pub fn new(dir: PathBuf, limits: Limits) -> DiskStore {
+        METRICS.disk.budget_bytes.set(limits.budget as i64);
+        DiskStore {
+            dir,
+            budget: AtomicU64::new(limits.budget),
+            max_object: AtomicUsize::new(limits.max_object),
+            index: Mutex::new(Index::default()),
+            open: AtomicBool::new(false),
+            released: AtomicBool::new(false),
+            lock: Mutex::new(None),
+            jobs: Mutex::new(None),
+            writer: Mutex::new(None),
+            queued_bytes: AtomicUsize::new(0),
+            last_error_log: Mutex::new(None),
+        }
+    }
+
+    pub fn set_limits(&self, limits: Limits) {
+        self.budget.store(limits.budget, Ordering::Release);
+        self.max_object.store(limits.max_object, Ordering::Release);
+        METRICS.disk.budget_bytes.set(limits.budget as i64);
+        self.send(Job::Trim);
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    fn path_of(&self, primary: &HashBinary, variance: &Option<HashBinary>) -> PathBuf {
+        let name = format!(
+            "{}-{}.e",
+            hex(primary),
+            variance.map(|v| hex(&v)).unwrap_or_else(|| "0".repeat(32))
+        );
+        self.dir.join("v1").join(&name[..2]).join(name)
+    }
+
+    /// Take the store (waiting in the background while another process holds it), recover
+    /// its index and start the writer. Returns at once.
+    pub fn start(&'static self) {
+        let spawned = std::thread::Builder::new()
+            .name("etagate disk open".to_string())
+            .spawn(move || {
+                let mut waited = false;
+                loop {
+                    if self.released.load(Ordering::Acquire) {
+                        return;
+                    }
+                    match self.try_lock() {
+                        Ok(true) => break,
+                        Ok(false) => {
+                            if !waited {
+                                log::info!(
+                                    "disk cache {}: held by another process (a binary upgrade?); serving from memory and the origin until it is released",
+                                    self.dir.display()
+                                );
+                                waited = true;
+                            }
+                            std::thread::sleep(LOCK_RETRY);
+                        }
+                        Err(e) => {
+                            log::error!(
+                                "disk cache {}: cannot lock {}: {e}; running without the disk tier",
+                                self.dir.display(),
+                                self.dir.join("LOCK").display()
+                            );
+                            return;
+                        }
+                    }
+                }
+                self.recover();
+                let (tx, rx) = mpsc::channel();
+                *self.jobs.lock() = Some(tx);
+                match std::thread::Builder::new()
+                    .name("etagate disk writer".to_string())
+                    .spawn(move || self.run_writer(rx))
+                {
+                    Ok(h) => *self.writer.lock() = Some(h),
+                    Err(e) => log::error!("disk cache: cannot start the writer: {e}"),
+                }
+                self.open.store(true, Ordering::Release);
+                METRICS.disk.open.set(1);
+            });
+        if let Err(e) = spawned {
+            log::error!("disk cache: cannot start: {e}; running without the disk tier");
+        }
+    }
+
+    fn try_lock(&self) -> std::io::Result<bool> {
+        fs::create_dir_all(self.dir.join("v1"))?;
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join("LOCK"))?;
+        match f.try_lock() {
+            Ok(()) => {
+                *self.lock.lock() = Some(f);
+                Ok(true)
+            }
+            Err(fs::TryLockError::WouldBlock) => Ok(false),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    /// Hand the store over (SIGQUIT: a new process takes it) or close it (shutdown): finish
+    /// the queued jobs, stop writing, release the lock. Blocks until the writer is done.
+    pub fn release(&self) {
+        if self.released.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.open.store(false, Ordering::Release);
+        METRICS.disk.open.set(0);
+        // Dropping the sender ends the writer once the queue is empty.
+        self.jobs.lock().take();
+        if let Some(h) = self.writer.lock().take() {
+            let _ = h.join();
+        }
+        if let Some(f) = self.lock.lock().take() {
+            let _ = f.unlock();
+        }
+        log::info!("disk cache {}: released", self.dir.display());
+    }
+
+    /// Rebuild the index from the files' first bytes; remove temporary and unreadable files.
+    fn recover(&self) {
+        let started = Instant::now();
+        let mut found: Vec<(SystemTime, HashBinary, Variant)> = Vec::new();
+        let mut removed = 0usize;
+        let v1 = self.dir.join("v1");
+        let subdirs = fs::read_dir(&v1).into_iter().flatten().flatten();
+        for sub in subdirs {
+            let files = fs::read_dir(sub.path()).into_iter().flatten().flatten();
+            for f in files {
+                let path = f.path();
+                let is_entry = path.extension().is_some_and(|e| e == "e");
+                match is_entry.then(|| read_head(&path)).flatten() {
+                    Some((meta, len, mtime))
+                        if path == self.path_of(&meta.primary, &meta.variance) =>
+                    {
+                        let v = Variant {
+                            variance: meta.variance,
+                            vary: meta.vary_spec(),
+                            bytes: len,
+                            seq: 0,
+                            tags: meta.tags,
+                            url: meta.url,
+                        };
+                        found.push((mtime, meta.primary, v));
+                    }
+                    _ => {
+                        removed += 1;
+                        let _ = fs::remove_file(&path);
+                    }
+                }
+            }
+        }
+        found.sort_by_key(|(t, _, _)| *t);
+        let mut ix = self.index.lock();
+        for (_, primary, mut v) in found {
+            ix.seq += 1;
+            v.seq = ix.seq;
+            ix.bytes += v.bytes;
+            ix.objects += 1;
+            ix.fifo.push_back((v.seq, primary, v.variance));
+            ix.keys.entry(primary).or_default().push(v);
+        }
+        let (objects, bytes) = (ix.objects, ix.bytes);
+        drop(ix);
+        let secs = started.elapsed().as_secs_f64();
+        METRICS.disk.recovery_seconds.set(secs);
+        self.publish(objects, bytes);
+        log::info!(
+            "disk cache {}: recovered {objects} entries ({bytes} bytes) in {secs:.3} s; removed {removed} unusable files",
+            self.dir.display()
+        );
+    }
+
+    fn publish(&self, objects: usize, bytes: u64) {
+        METRICS.disk.objects.set(objects as i64);
+        METRICS.disk.bytes.set(bytes as i64);
+    }
+
+    fn send(&self, job: Job) -> bool {
+        match self.jobs.lock().as_ref() {
+            Some(tx) => tx.send(job).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Queue `entry` (stored in memory under `primary`) for writing.
+    pub fn write(&self, primary: HashBinary, entry: &Arc<Entry>) {
+        if !self.is_open() {
+            return;
+        }
+        let size = entry.body.len();
+        if size > self.max_object.load(Ordering::Acquire) {
+            METRICS
+                .disk
+                .writes_skipped
+                .with_label_values(&["too_large"])
+                .inc();
+            return;
+        }
+        let queued = self.queued_bytes.fetch_add(size, Ordering::AcqRel);
+        if queued + size > MAX_QUEUED_WRITE_BYTES {
+            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+            METRICS
+                .disk
+                .writes_skipped
+                .with_label_values(&["queue_full"])
+                .inc();
+            return;
+        }
+        if !self.send(Job::Write(primary, entry.clone())) {
+            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+        }
+    }
+
+    pub fn remove_key(&self, primary: &HashBinary) {
+        self.send(Job::RemoveKey(*primary));
+    }
+
+    pub fn soft_purge_key(&self, primary: &HashBinary) {
+        self.send(Job::SoftKey(*primary));
+    }
+
+    pub fn purge_tag(&self, tag: &str, mode: PurgeMode) {
+        self.send(Job::Tag(tag.to_string(), mode));
+    }
+
+    pub fn purge_prefix(&self, prefix: &str, mode: PurgeMode) {
+        self.send(Job::Prefix(prefix.to_string(), mode));
+    }
+
+    /// The response on disk that `req` selects under `primary`: read, verified and decoded
+    /// (off the async threads). `None` when there is none, or when it cannot be read or is
+    /// damaged (then it is removed and counted).
+    pub async fn find(
+        &'static self,
+        primary: HashBinary,
+        req: &HeaderMap,
+    ) -> Option<(Meta, ResponseHeader, Bytes)> {
+        if !self.is_open() {
+            return None;
+        }
+        let (variance_wanted, path) = {
+            let ix = self.index.lock();
+            let variants = ix.keys.get(&primary)?;
+            let wanted = match variants.first().map(|v| &v.vary) {
+                Some(VarySpec::Headers(names)) => Some(variance(names, req)),
+                _ => None,
+            };
+            let v = variants.iter().find(|v| v.variance == wanted)?;
+            (v.variance, self.path_of(&primary, &v.variance))
+        };
+        let max = self.max_object.load(Ordering::Acquire) as u64 + (2 << 20);
+        let read = tokio::task::spawn_blocking(move || read_file(&path, max)).await;
+        let result = match read {
+            Ok(Ok(bytes)) => format::decode(&bytes).map_err(|e| e.to_string()),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok((meta, head, body))
+                if meta.primary == primary && meta.variance == variance_wanted =>
+            {
+                METRICS.disk.reads.inc();
+                Some((meta, head, body))
+            }
+            Ok(_) => self.unreadable(primary, variance_wanted, "holds another key"),
+            Err(e) => self.unreadable(primary, variance_wanted, &e),
+        }
+    }
+
+    fn unreadable<T>(&self, primary: HashBinary, v: Option<HashBinary>, why: &str) -> Option<T> {
+        METRICS.disk.read_errors.inc();
+        let path = self.path_of(&primary, &v);
+        log::warn!(
+            "disk cache: {} is unusable ({why}); removed, the request goes to the origin",
+            path.display()
+        );
+        let mut ix = self.index.lock();
+        if let Some(list) = ix.keys.get_mut(&primary) {
+            if let Some(pos) = list.iter().position(|x| x.variance == v) {
+                let gone = list.remove(pos);
+                ix.bytes -= gone.bytes;
+                ix.objects -= 1;
+            }
+            if ix.keys.get(&primary).is_some_and(|l| l.is_empty()) {
+                ix.keys.remove(&primary);
+            }
+        }
+        let (objects, bytes) = (ix.objects, ix.bytes);
+        drop(ix);
+        self.publish(objects, bytes);
+        // A directory in its place (or anything else) goes too; the next fill writes anew.
+        if fs::remove_file(&path).is_err() {
+            let _ = fs::remove_dir_all(&path);
+        }
+        None
+    }
+
+    fn run_writer(&self, rx: mpsc::Receiver<Job>) {
+        while let Ok(job) = rx.recv() {
+            match job {
+                Job::Write(primary, entry) => {
+                    let size = entry.body.len();
+                    self.write_now(primary, &entry);
+                    self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                }
+                Job::RemoveKey(primary) => self.remove_where(|k, _| *k == primary),
+                Job::Tag(tag, PurgeMode::Hard) => {
+                    self.remove_where(|_, v| v.tags.contains(&tag))
+                }
+                Job::Prefix(p, PurgeMode::Hard) => {
+                    self.remove_where(|_, v| v.url.as_deref().is_some_and(|u| u.starts_with(&p)))
+                }
+                Job::SoftKey(primary) => self.soft_where(|k, _| *k == primary),
+                Job::Trim => self.remove_where(|_, _| false),
+                Job::Tag(tag, PurgeMode::Soft) => {
+                    self.soft_where(|_, v| v.tags.contains(&tag))
+                }
+                Job::Prefix(p, PurgeMode::Soft) => {
+                    self.soft_where(|_, v| v.url.as_deref().is_some_and(|u| u.starts_with(&p)))
+                }
+            }
+        }
+    }
+
+    fn write_now(&self, primary: HashBinary, entry: &Entry) {
+        let bytes = format::encode(primary, entry);
+        let len = bytes.len() as u64;
+        if len > self.budget.load(Ordering::Acquire) {
+            METRICS
+                .disk
+                .writes_skipped
+                .with_label_values(&["too_large"])
+                .inc();
+            return;
+        }
+        let path = self.path_of(&primary, &entry.variance);
+        if let Err(e) = write_atomically(&path, &bytes) {
+            METRICS.disk.write_errors.inc();
+            self.log_write_error(&path, &e);
+            return;
+        }
+        let meta_tags: Vec<String> = entry.tags.iter().map(|t| t.to_string()).collect();
+        let mut doomed: Vec<PathBuf> = Vec::new();
+        let mut ix = self.index.lock();
+        ix.seq += 1;
+        let seq = ix.seq;
+        let v = Variant {
+            variance: entry.variance,
+            vary: entry.vary.clone(),
+            bytes: len,
+            seq,
+            tags: meta_tags,
+            url: entry.url.as_deref().map(str::to_string),
+        };
+        let list = ix.keys.entry(primary).or_default();
+        // A response with another Vary replaces every variant (as in memory).
+        let same_vary = list.first().is_none_or(|x| x.vary == v.vary);
+        let mut freed = 0u64;
+        let mut gone = 0usize;
+        list.retain(|x| {
+            let keep = same_vary && x.variance != v.variance;
+            if !keep {
+                freed += x.bytes;
+                gone += 1;
+                if x.variance != v.variance {
+                    doomed.push(self.path_of(&primary, &x.variance));
+                }
+            }
+            keep
+        });
+        list.push(v);
+        ix.bytes = ix.bytes - freed + len;
+        ix.objects = ix.objects - gone + 1;
+        ix.fifo.push_back((seq, primary, entry.variance));
+        self.evict(&mut ix, &mut doomed);
+        let (objects, total) = (ix.objects, ix.bytes);
+        drop(ix);
+        for p in doomed {
+            let _ = fs::remove_file(p);
+        }
+        self.publish(objects, total);
+    }
+
+    /// Remove the oldest files until the store is within its budget.
+    fn evict(&self, ix: &mut Index, doomed: &mut Vec<PathBuf>) {
+        let budget = self.budget.load(Ordering::Acquire);
+        while ix.bytes > budget {
+            let Some((seq, primary, variance)) = ix.fifo.pop_front() else {
+                break;
+            };
+            let Some(list) = ix.keys.get_mut(&primary) else {
+                continue;
+            };
+            let Some(pos) = list
+                .iter()
+                .position(|v| v.variance == variance && v.seq == seq)
+            else {
+                continue;
+            };
+            let v = list.remove(pos);
+            if list.is_empty() {
+                ix.keys.remove(&primary);
+            }
+            ix.bytes -= v.bytes;
+            ix.objects -= 1;
+            METRICS.disk.evictions.inc();
+            doomed.push(self.path_of(&primary, &variance));
+        }
+    }
+
+    fn remove_where(&self, select: impl Fn(&HashBinary, &Variant) -> bool) {
+        let mut doomed = Vec::new();
+        let mut ix = self.index.lock();
+        let mut freed = 0u64;
+        let mut gone = 0usize;
+        ix.keys.retain(|k, list| {
+            list.retain(|v| {
+                if select(k, v) {
+                    freed += v.bytes;
+                    gone += 1;
+                    doomed.push((*k, v.variance));
+                    false
+                } else {
+                    true
+                }
+            });
+            !list.is_empty()
+        });
+        ix.bytes -= freed;
+        ix.objects -= gone;
+        let mut evicted = Vec::new();
+        self.evict(&mut ix, &mut evicted);
+        let (objects, total) = (ix.objects, ix.bytes);
+        drop(ix);
+        for (k, v) in doomed {
+            let _ = fs::remove_file(self.path_of(&k, &v));
+        }
+        for p in evicted {
+            let _ = fs::remove_file(p);
+        }
+        self.publish(objects, total);
+    }
+
+    /// Mark the selected responses stale in their files (read, invalidate, rewrite).
+    fn soft_where(&self, select: impl Fn(&HashBinary, &Variant) -> bool) {
+        let targets: Vec<(HashBinary, Option<HashBinary>)> = {
+            let ix = self.index.lock();
+            ix.keys
+                .iter()
+                .flat_map(|(k, l)| l.iter().filter(|v| select(k, v)).map(|v| (*k, v.variance)))
+                .collect()
+        };
+        let now = SystemTime::now();
+        for (primary, variance) in targets {
+            let path = self.path_of(&primary, &variance);
+            let max = self.max_object.load(Ordering::Acquire) as u64 + (2 << 20);
+            let Ok(bytes) = read_file(&path, max) else {
+                continue;
+            };
+            let Ok((meta, head, body)) = format::decode(&bytes) else {
+                continue;
+            };
+            if meta.freshness.invalidated {
+                continue;
+            }
+            let mut entry = entry_from(meta, head, body, 0);
+            entry.freshness.invalidate(now);
+            if let Err(e) = write_atomically(&path, &format::encode(primary, &entry)) {
+                METRICS.disk.write_errors.inc();
+                self.log_write_error(&path, &e);
+            }
+        }
+    }
+
+    fn log_write_error(&self, path: &Path, e: &std::io::Error) {
+        let mut last = self.last_error_log.lock();
+        if last.is_none_or(|t| t.elapsed() >= ERROR_LOG_INTERVAL) {
+            *last = Some(Instant::now());
+            let hint = if e.raw_os_error() == Some(28) {
+                " (the disk is full: fills to disk stop until space frees up; serving goes on)"
+            } else {
+                ""
+            };
+            log::warn!(
+                "disk cache: cannot write {}: {e}{hint}; counted in etagate_cache_disk_write_errors_total",
+                path.display()
+            );
+        }
+    }
+}
+
+/// An entry from what a file holds (`id` given by the memory tier it joins).
+pub fn entry_from(meta: Meta, head: ResponseHeader, body: Bytes, id: u64) -> Entry {
+    let tags = meta.tags();
+    let url = meta.url.as_deref().map(Arc::from);
+    let mut e = Entry::new(
+        id,
+        head,
+        body,
+        meta.freshness,
+        meta.variance,
+        meta.vary_spec(),
+        meta.etag_computed,
+    )
+    .labelled(tags, url);
+    e.created = meta.created;
+    e
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().ok_or(std::io::ErrorKind::InvalidInput)?;
+    fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("entry")
+    ));
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn read_file(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    let mut f = File::open(path).map_err(|e| e.to_string())?;
+    let len = f.metadata().map_err(|e| e.to_string())?.len();
+    if len > max {
+        return Err(format!("{len} bytes, more than an entry may hold"));
+    }
+    let mut out = Vec::with_capacity(len as usize);
+    f.read_to_end(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// A file's meta, its length and its modification time, from its first bytes; `None` when it
+/// is not a whole entry file of this format.
+fn read_head(path: &Path) -> Option<(Meta, u64, SystemTime)> {
+    let mut f = File::open(path).ok()?;
+    let md = f.metadata().ok()?;
+    let mut prefix = [0u8; format::PREFIX_LEN];
+    f.read_exact(&mut prefix).ok()?;
+    let (m, h, b) = format::lengths(&prefix).ok()?;
+    if format::file_len(m, h, b) != md.len() {
+        return None;
+    }
+    let mut start = prefix.to_vec();
+    start.resize(format::PREFIX_LEN + m, 0);
+    f.read_exact(&mut start[format::PREFIX_LEN..]).ok()?;
+    let meta = format::decode_meta(&start).ok()?;
+    Some((
+        meta,
+        md.len(),
+        md.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+    ))
+}
