@@ -15,7 +15,7 @@
 # RUSTC_BOOTSTRAP=1, which this script sets (for its own commands only). It installs
 # cargo-fuzz with `cargo install cargo-fuzz --locked` when missing (2m20s here, once a machine).
 #
-# Build: one `cargo fuzz build` for all nine targets, release with debug assertions (overflow
+# Build: one `cargo fuzz build` for all ten targets, release with debug assertions (overflow
 # checks on) and no sanitizer. Measured on the 2-core machine (CPU time is the steady figure;
 # wall time depends on what else runs there):
 #   release, -s none (this)  cold build 8.5-10.5 min wall, 12-13 CPU-min; no change: 1 s

@@ -197,9 +197,10 @@ pub fn lengths(prefix: &[u8]) -> Result<(usize, usize, u64), FormatError> {
     Ok((meta, head, body))
 }
 
-/// The file length the prefix announces.
+/// The file length the prefix announces (saturating: a damaged prefix can announce anything,
+/// and no file is that long).
 pub fn file_len(meta: usize, head: usize, body: u64) -> u64 {
-    (PREFIX_LEN + meta + head + CHECKSUM_LEN) as u64 + body
+    ((PREFIX_LEN + meta + head + CHECKSUM_LEN) as u64).saturating_add(body)
 }
 
 /// The meta of a file from its first `PREFIX_LEN + meta` bytes (recovery: no checksum yet).
@@ -279,9 +280,12 @@ mod tests {
         flipped[mid] ^= 0x01;
         let mut version = file.clone();
         version[4] = 2;
+        let mut huge = file.clone();
+        huge[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
         let mut long = file.clone();
         long.push(0);
-        let cases: [(&str, Vec<u8>, FormatError); 6] = [
+        let cases: [(&str, Vec<u8>, FormatError); 7] = [
+            ("a body length no file has", huge, FormatError::Short),
             ("a flipped byte", flipped, FormatError::Checksum),
             (
                 "truncated",
