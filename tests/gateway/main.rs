@@ -5,6 +5,7 @@ mod common;
 mod cache;
 mod conditional;
 mod config_errors;
+mod disk;
 mod foundation;
 mod hostile;
 mod limits;
