@@ -1067,8 +1067,12 @@ async fn a_fill_of_ten_times_the_disk_budget_stays_within_it() {
         store.budget, BUDGET as f64,
         "etagate_cache_disk_budget_bytes"
     );
+    // A walk of the directory is not one instant: it can count a file that is removed while it
+    // walks and one written after (the store removes before it writes, one file at a time), so
+    // it may overstate the directory by one object. The gauge and the final walk are exact.
+    let largest = (0..OBJECTS).map(medium).max().unwrap_or(0) as u64 + 4 * KIB as u64;
     assert!(
-        max_files <= BUDGET,
+        max_files <= BUDGET + largest,
         "the files under the path reached {max_files} bytes"
     );
     assert!(final_files <= BUDGET, "{final_files} bytes at the end");
@@ -1443,7 +1447,7 @@ fn a_config_with_a_missing_or_unwritable_disk_path_is_a_located_error() {
     for (what, path, budget, lines) in [
         ("a missing directory", missing.as_path(), "64MiB", &[12][..]),
         ("a regular file", a_file.as_path(), "64MiB", &[12]),
-        ("a read-only filesystem", read_only.path(), "64KiB", &[12]),
+        ("a read-only filesystem", read_only.path(), "1MiB", &[12]),
         (
             "a budget above a 2 MiB tmpfs",
             small.path(),

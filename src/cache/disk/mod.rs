@@ -456,13 +456,26 @@ impl DiskStore {
             return;
         }
         let path = self.path_of(&primary, &entry.variance);
+        // Room first, then the file: the directory never holds more than the budget, not even
+        // for the moment between a write and the eviction it causes.
+        let mut doomed: Vec<PathBuf> = Vec::new();
+        {
+            let mut ix = self.index.lock();
+            self.evict_to(
+                &mut ix,
+                self.budget.load(Ordering::Acquire).saturating_sub(len),
+                &mut doomed,
+            );
+        }
+        for p in doomed.drain(..) {
+            let _ = fs::remove_file(p);
+        }
         if let Err(e) = write_atomically(&path, &bytes) {
             METRICS.disk.write_errors.inc();
             self.log_write_error(&path, &e);
             return;
         }
         let meta_tags: Vec<String> = entry.tags.iter().map(|t| t.to_string()).collect();
-        let mut doomed: Vec<PathBuf> = Vec::new();
         let mut ix = self.index.lock();
         ix.seq += 1;
         let seq = ix.seq;
@@ -505,8 +518,12 @@ impl DiskStore {
 
     /// Remove the oldest files until the store is within its budget.
     fn evict(&self, ix: &mut Index, doomed: &mut Vec<PathBuf>) {
-        let budget = self.budget.load(Ordering::Acquire);
-        while ix.bytes > budget {
+        self.evict_to(ix, self.budget.load(Ordering::Acquire), doomed);
+    }
+
+    /// Remove the oldest files until the store holds at most `limit` bytes.
+    fn evict_to(&self, ix: &mut Index, limit: u64, doomed: &mut Vec<PathBuf>) {
+        while ix.bytes > limit {
             let Some((seq, primary, variance)) = ix.fifo.pop_front() else {
                 break;
             };
