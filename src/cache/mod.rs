@@ -36,8 +36,8 @@ impl SharedCache {
         }
     }
 
-    /// Put a disk tier under the memory tier and start opening it (in the background: the
-    /// store may still be held by the process this one upgrades).
+    /// Put a disk tier under the memory tier. It is opened by [`disk::DiskStore::start`] once
+    /// the process runs as it will (after `-d` daemonizes: threads do not survive the fork).
     pub fn with_disk(mut self, settings: &crate::config::model::DiskSettings) -> SharedCache {
         let disk: &'static disk::DiskStore = Box::leak(Box::new(disk::DiskStore::new(
             settings.path.clone(),
@@ -47,7 +47,6 @@ impl SharedCache {
             },
         )));
         self.store.attach_disk(disk);
-        disk.start();
         self.disk = Some(disk);
         self
     }

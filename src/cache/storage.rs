@@ -23,7 +23,7 @@
 //!   remembered; when too many happened to remember them all, such a fill is not stored).
 
 use super::disk::DiskStore;
-use super::entry::{Entry, FillPolicy};
+use super::entry::{Entry, FillPolicy, Tags};
 use super::tag_index::TagIndex;
 use crate::http::headers::{content_length, set_content_etag};
 use crate::http::vary::{variance, VarySpec};
@@ -188,11 +188,11 @@ impl Recent {
         }
     }
 
-    fn matches(&self, primary: &HashBinary, policy: &FillPolicy) -> bool {
+    fn matches(&self, primary: &HashBinary, tags: &Tags, url: Option<&str>) -> bool {
         match &self.target {
             Target::Key(k) => k == primary,
-            Target::Tag(t) => policy.tags.iter().any(|have| have == t),
-            Target::Prefix(p) => policy.url.as_deref().is_some_and(|u| u.starts_with(&**p)),
+            Target::Tag(t) => tags.iter().any(|have| have == t),
+            Target::Prefix(p) => url.is_some_and(|u| u.starts_with(&**p)),
         }
     }
 }
@@ -356,7 +356,8 @@ impl MemStore {
     fn purged_since(
         &self,
         primary: &HashBinary,
-        policy: &FillPolicy,
+        tags: &Tags,
+        url: Option<&str>,
         since: u64,
     ) -> (Option<PurgeMode>, u64) {
         if self.purge_epoch.load(Ordering::Acquire) == since {
@@ -372,7 +373,7 @@ impl MemStore {
             .iter()
             .rev()
             .take_while(|r| r.epoch > since)
-            .filter(|r| r.matches(primary, policy))
+            .filter(|r| r.matches(primary, tags, url))
             .map(|r| r.mode)
             .reduce(PurgeMode::max);
         (mode, now)
@@ -387,14 +388,38 @@ impl MemStore {
         self.disk.get().copied()
     }
 
-    /// A response read back from the disk tier, stored here again (the memory tier's own rules
-    /// apply: too large for it, it is served but not kept). Not written back to disk.
-    pub fn promote(&self, primary: HashBinary, entry: Entry) -> Arc<Entry> {
+    /// The purge epoch now: a disk read started at it is checked against the purges after it.
+    pub fn purge_epoch(&self) -> u64 {
+        self.purge_epoch.load(Ordering::Acquire)
+    }
+
+    /// A response read back from the disk tier after purge epoch `since`, stored here again
+    /// (the memory tier's own rules apply: too large for it, it is served but not kept). Not
+    /// written back to disk. `None` when a purge since the read removed it (the disk's copy
+    /// goes with the purge's own job); a soft purge since marks it stale.
+    pub fn promote(&self, primary: HashBinary, mut entry: Entry, since: u64) -> Option<Arc<Entry>> {
+        let url = entry.url.clone();
+        let (purged, checked) = self.purged_since(&primary, &entry.tags, url.as_deref(), since);
+        match purged {
+            Some(PurgeMode::Hard) => return None,
+            Some(PurgeMode::Soft) => entry.freshness.invalidate(SystemTime::now()),
+            None => {}
+        }
         let entry = Arc::new(entry);
         if entry.body.len() <= self.max_object.load(Ordering::Acquire) {
             self.insert_here(primary, entry.clone());
+            // As after a fill: a purge between the check and the insert applies to this copy.
+            if let (Some(mode), _) =
+                self.purged_since(&primary, &entry.tags, url.as_deref(), checked)
+            {
+                let id = entry.id;
+                self.purge_variants(&primary, mode, |e| e.id == id);
+                if mode == PurgeMode::Hard {
+                    return None;
+                }
+            }
         }
-        entry
+        Some(entry)
     }
 
     /// An id for an entry built outside a fill (a disk read).
@@ -757,7 +782,12 @@ impl HandleMiss for MemMiss {
         if self.abandoned {
             return Ok(MissFinishType::Created(0));
         }
-        let (purged, checked) = self.store.purged_since(&self.primary, &policy, self.epoch);
+        let (purged, checked) = self.store.purged_since(
+            &self.primary,
+            &policy.tags,
+            policy.url.as_deref(),
+            self.epoch,
+        );
         if purged == Some(PurgeMode::Hard) {
             return Ok(MissFinishType::Created(0));
         }
@@ -794,9 +824,15 @@ impl HandleMiss for MemMiss {
         self.reserved = 0;
         // A purge that came between the check above and the insert did not see this response:
         // apply it now (only to this response, never to a newer one).
-        if let (Some(mode), _) = self.store.purged_since(&self.primary, &policy, checked) {
+        if let (Some(mode), _) =
+            self.store
+                .purged_since(&self.primary, &policy.tags, policy.url.as_deref(), checked)
+        {
             self.store
                 .purge_variants(&self.primary, mode, |e| e.id == id);
+            if let Some(d) = self.store.disk() {
+                d.purge_variant(&self.primary, self.variance, mode);
+            }
         }
         Ok(MissFinishType::Created(weight))
     }
@@ -924,6 +960,59 @@ mod tests {
         let mut k = [0u8; 16];
         k[..4].copy_from_slice(&i.to_le_bytes());
         k
+    }
+
+    /// A disk read takes time; a purge during it must not be undone by the promotion.
+    #[test]
+    fn a_disk_read_overtaken_by_a_purge_is_not_promoted() {
+        let store = MemStore::new(8 << 20, 1 << 20);
+        let read = |store: &MemStore| {
+            Entry::new(
+                store.next_id(),
+                pingora_http::ResponseHeader::build(200, None).expect("header"),
+                Bytes::from_static(b"from disk"),
+                fresh(),
+                None,
+                VarySpec::None,
+                false,
+            )
+            .labelled(
+                Arc::from([Arc::from("t")]),
+                Some(Arc::from("http://a.test/x")),
+            )
+        };
+        let since = store.purge_epoch();
+        assert!(store.promote(key(1), read(&store), since).is_some());
+        assert!(matches!(
+            store.find(&key(1), &HeaderMap::new()),
+            Found::Hit(_)
+        ));
+
+        let since = store.purge_epoch();
+        store.purge_primary(&key(1));
+        assert!(store.promote(key(1), read(&store), since).is_none());
+        assert!(matches!(
+            store.find(&key(1), &HeaderMap::new()),
+            Found::UriMiss
+        ));
+
+        let since = store.purge_epoch();
+        store.purge_prefix("http://a.test/", PurgeMode::Hard);
+        assert!(store.promote(key(1), read(&store), since).is_none());
+
+        let since = store.purge_epoch();
+        store.purge_tag("t", PurgeMode::Soft);
+        let promoted = store
+            .promote(key(1), read(&store), since)
+            .expect("soft: served");
+        assert!(promoted.freshness.invalidated, "but stale");
+
+        let since = store.purge_epoch();
+        store.purge_tag("other", PurgeMode::Hard);
+        assert!(
+            store.promote(key(2), read(&store), since).is_some(),
+            "unrelated purge"
+        );
     }
 
     #[test]

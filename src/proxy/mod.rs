@@ -80,7 +80,7 @@ use pingora_cache::{
     RespCacheable,
 };
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_error::{Error, ErrorType, Result};
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::sync::atomic::Ordering;
@@ -158,6 +158,22 @@ impl Gateway {
             return None;
         }
         fleet.owner(&routed.key.hash)
+    }
+
+    /// The owner was too slow for this request, which goes to the origin directly; the owner
+    /// is not marked down for it.
+    fn bypass_owner(&self, ctx: &mut RequestCtx) {
+        let Ok(routed) = ctx.routed_mut() else {
+            return;
+        };
+        if let Some(owner) = routed.owner.take() {
+            crate::metrics::METRICS
+                .cluster
+                .peer_requests
+                .with_label_values(&[&owner.name, "timeout"])
+                .inc();
+            routed.fwd = Some(Fwd::Bypass);
+        }
     }
 
     /// A request the owner of its key could not take: mark the owner down and move the request
@@ -263,12 +279,15 @@ impl Gateway {
             let mut found = store.find(&primary, &session.req_header().headers);
             let mut from_disk = false;
             if let (Found::UriMiss | Found::VaryMiss, Some(disk)) = (&found, self.cache.disk) {
+                let since = store.purge_epoch();
                 if let Some((meta, head, body)) =
                     disk.find(primary, &session.req_header().headers).await
                 {
                     let entry = crate::cache::disk::entry_from(meta, head, body, store.fresh_id());
-                    found = Found::Hit(store.promote(primary, entry));
-                    from_disk = true;
+                    if let Some(entry) = store.promote(primary, entry, since) {
+                        found = Found::Hit(entry);
+                        from_disk = true;
+                    }
                 }
             }
             let routed = ctx.routed()?;
@@ -530,7 +549,7 @@ impl ProxyHttp for Gateway {
         let route = &routed.route;
         let keyed = storing::Keyed {
             key: &routed.key,
-            scheme: scheme(session),
+            scheme: scheme_of(session, routed),
             authority: &routed.authority,
         };
         let sent_at = ctx.origin.sent_at;
@@ -649,18 +668,38 @@ impl ProxyHttp for Gateway {
         if client_reused {
             ctx.origin.stale_connection_failures += 1;
         }
-        let to_owner = ctx.routed().is_ok_and(|r| r.owner.is_some());
-        let timed_out = matches!(
-            e.etype(),
-            ErrorType::ReadTimedout | ErrorType::WriteTimedout
-        );
-        // A pooled connection the owner closed while idle is retried like an origin's; a
-        // timeout is the owner's (or the link's) failure, wherever the connection came from.
-        if to_owner && replayable && (timed_out || !client_reused) {
-            let outcome = if timed_out { "timeout" } else { "error" };
-            self.fail_over(ctx, outcome, &format!("request failed: {e}"));
-            e.set_retry(true);
-            return e;
+        if ctx.routed().is_ok_and(|r| r.owner.is_some()) {
+            // Only the owner's (or the link's) failure moves the request, and only while
+            // nothing has gone to the client: a client that went away, or a response already
+            // half relayed, is no reason to ask anyone else.
+            let owners_fault = *e.esource() == ErrorSource::Upstream
+                && session.as_ref().response_written().is_none();
+            if !owners_fault || !replayable {
+                e.set_retry(false);
+                return e;
+            }
+            match e.etype() {
+                // A slow answer is usually a slow origin behind a healthy owner: this request
+                // goes to the origin directly, and the owner stays on the ring (the health
+                // probe, which has its own timeout, takes it off if it really hangs).
+                ErrorType::ReadTimedout => {
+                    self.bypass_owner(ctx);
+                    e.set_retry(true);
+                    return e;
+                }
+                ErrorType::WriteTimedout => {
+                    self.fail_over(ctx, "timeout", &format!("request failed: {e}"));
+                    e.set_retry(true);
+                    return e;
+                }
+                // A pooled connection the owner closed while idle is retried like an origin's.
+                _ if !client_reused => {
+                    self.fail_over(ctx, "error", &format!("request failed: {e}"));
+                    e.set_retry(true);
+                    return e;
+                }
+                _ => {}
+            }
         }
         if replayable && ctx.origin.stale_connection_failures <= STALE_CONNECTION_RETRIES {
             e.retry.decide_reuse(client_reused);
@@ -853,7 +892,7 @@ impl ProxyHttp for Gateway {
         let (code, outcome, text) = upstream::failure_response(e);
         let relayed =
             matches!(e.etype(), ErrorType::HTTPStatus(_)) || session.response_written().is_some();
-        if matches!(e.esource(), pingora_error::ErrorSource::Upstream) && !relayed {
+        if matches!(e.esource(), ErrorSource::Upstream) && !relayed {
             if let Some(route) = ctx.route() {
                 route.upstream.metrics.outcome(outcome);
                 log::warn!(
@@ -867,17 +906,29 @@ impl ProxyHttp for Gateway {
         }
         if code > 0 && session.response_written().is_none() {
             session.set_keepalive(None);
-            let (reason, extra): (String, &[(&str, &str)]) = match code {
-                502 => (format!("Bad Gateway: {text}"), &[]),
-                503 => (
-                    format!("Service Unavailable: {text}"),
-                    &[("retry-after", "1")],
-                ),
-                504 => (format!("Gateway Timeout: {text}"), &[]),
-                _ => (text.to_string(), &[]),
+            // A member asking this node as the owner tells the owner's own failures from the
+            // origin's by this field: an origin that failed (or is at its limit) is no reason
+            // to take this node off the ring.
+            let origin_failed = ctx
+                .routed()
+                .ok()
+                .filter(|r| r.via_peer && code != 500)
+                .map(|r| format!("{}; fwd=miss; detail=origin", r.config.cache_name()));
+            let mut extra: Vec<(&str, &str)> = Vec::new();
+            let reason = match code {
+                502 => format!("Bad Gateway: {text}"),
+                503 => {
+                    extra.push(("retry-after", "1"));
+                    format!("Service Unavailable: {text}")
+                }
+                504 => format!("Gateway Timeout: {text}"),
+                _ => text.to_string(),
             };
+            if let Some(v) = &origin_failed {
+                extra.push(("cache-status", v));
+            }
             ctx.sent.status = code;
-            if let Ok(d) = respond::respond_text(session, code, &reason, extra).await {
+            if let Ok(d) = respond::respond_text(session, code, &reason, &extra).await {
                 ctx.sent.body_bytes += d.body_bytes;
             }
             if session.subrequest_ctx.is_some() {
@@ -898,8 +949,7 @@ impl ProxyHttp for Gateway {
 
     /// Upstream failures are logged once, with route and upstream, by `fail_to_proxy`.
     fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, error: &Error) -> bool {
-        matches!(error.esource(), pingora_error::ErrorSource::Upstream)
-            || ctx.inner_report().is_some()
+        matches!(error.esource(), ErrorSource::Upstream) || ctx.inner_report().is_some()
     }
 
     /// The request is over: its metrics and access log line (client requests only; an inner

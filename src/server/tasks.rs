@@ -48,6 +48,12 @@ fn probe_address(addr: SocketAddr) -> SocketAddr {
 impl BackgroundService for Lifecycle {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         self.control.access_log.spawn_writer();
+        // Here, not at start-up: `-d` forks before services start, and the store's threads
+        // must be the daemon's (the store may still be held by the process being upgraded;
+        // it is taken in the background).
+        if let Some(disk) = self.control.cache.disk {
+            disk.start();
+        }
         let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         {
             Ok(s) => Some(s),

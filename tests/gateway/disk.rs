@@ -1474,3 +1474,75 @@ fn a_config_with_a_missing_or_unwritable_disk_path_is_a_located_error() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// A daemon (`-d`) stopped by the pid in its pid file when the test ends, however it ends.
+struct Daemon {
+    pid_file: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.pid_file) {
+            let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();
+        }
+    }
+}
+
+/// `-d` forks before the services start: the disk tier must be opened by the daemon, not by
+/// the parent whose threads do not survive the fork.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_opens_the_disk_tier() {
+    let o = object_origin(small, Duration::ZERO).await;
+    let ports = Ports::new();
+    let dir = ports.dir.path().to_path_buf();
+    let disk = dir.join("disk");
+    std::fs::create_dir(&disk).expect("create the disk directory");
+    std::fs::write(dir.join("token"), ADMIN_TOKEN).expect("write token");
+    let config = dir.join("etagate.yaml");
+    std::fs::write(&config, disk_config(&ports, &o, "2MiB", &disk, "16MiB")).expect("config");
+    let _daemon = Daemon {
+        pid_file: dir.join("etagate.pid"),
+    };
+    let status = Command::new(etagate_bin())
+        .arg("-d")
+        .arg("-c")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run etagate -d");
+    assert!(
+        status.success(),
+        "the parent exits 0 once it forked: {status}"
+    );
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let admin = |path: &str| format!("http://127.0.0.1:{}{path}", ports.admin_port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut open = 0.0;
+    while Instant::now() < deadline {
+        if let Ok(r) = http.get(admin("/metrics")).send().await {
+            let text = r.text().await.unwrap_or_default();
+            open = metric_value(&text, "etagate_cache_disk_open", &[]);
+            if open == 1.0 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(open, 1.0, "the daemon holds the disk tier");
+
+    let url = format!("http://127.0.0.1:{}{}", ports.port, path_of(3));
+    let got = get(&http, &url).await.expect("a fill through the daemon");
+    check_object(3, small, &got).expect("the object");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut files = 0;
+    while Instant::now() < deadline && files == 0 {
+        files = entry_files(&disk).len();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(files, 1, "the daemon's writer wrote the entry");
+}

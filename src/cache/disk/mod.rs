@@ -47,6 +47,9 @@ use std::time::{Duration, Instant, SystemTime};
 const MAX_QUEUED_WRITE_BYTES: usize = 64 << 20;
 /// How often a process waiting for the store (binary upgrade) tries to take it.
 const LOCK_RETRY: Duration = Duration::from_millis(200);
+/// Purges and invalidations kept for the store while it is not yet open (recovering, or held
+/// by the process being upgraded); past this the store is emptied when it opens.
+const MAX_JOBS_BEFORE_OPEN: usize = 100_000;
 /// A repeated write error is logged at most this often.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -78,6 +81,10 @@ enum Job {
     Tag(String, PurgeMode),
     Prefix(String, PurgeMode),
     SoftKey(HashBinary),
+    /// One response, hard (removed) or soft (marked stale).
+    Variant(HashBinary, Option<HashBinary>, PurgeMode),
+    /// Remove everything: purges were lost while the store was not open.
+    Clear,
     /// Evict down to a (lowered) budget.
     Trim,
     /// Answer once every job before it is done.
@@ -100,8 +107,13 @@ pub struct DiskStore {
     open: AtomicBool,
     /// This process has handed the store over: never take it again.
     released: AtomicBool,
+    started: AtomicBool,
     lock: Mutex<Option<File>>,
+    /// Open from the start, so purges that arrive before the store opens wait for the writer.
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    receiver: Mutex<Option<mpsc::Receiver<Job>>>,
+    jobs_before_open: AtomicUsize,
+    lost_jobs: AtomicBool,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     queued_bytes: AtomicUsize,
     last_error_log: Mutex<Option<Instant>>,
@@ -116,6 +128,7 @@ impl DiskStore {
     /// instantiated). Nothing is read until [`DiskStore::start`].
     pub fn new(dir: PathBuf, limits: Limits) -> DiskStore {
         METRICS.disk.budget_bytes.set(limits.budget as i64);
+        let (tx, rx) = mpsc::channel();
         DiskStore {
             dir,
             budget: AtomicU64::new(limits.budget),
@@ -123,8 +136,12 @@ impl DiskStore {
             index: Mutex::new(Index::default()),
             open: AtomicBool::new(false),
             released: AtomicBool::new(false),
+            started: AtomicBool::new(false),
             lock: Mutex::new(None),
-            jobs: Mutex::new(None),
+            jobs: Mutex::new(Some(tx)),
+            receiver: Mutex::new(Some(rx)),
+            jobs_before_open: AtomicUsize::new(0),
+            lost_jobs: AtomicBool::new(false),
             writer: Mutex::new(None),
             queued_bytes: AtomicUsize::new(0),
             last_error_log: Mutex::new(None),
@@ -152,8 +169,11 @@ impl DiskStore {
     }
 
     /// Take the store (waiting in the background while another process holds it), recover
-    /// its index and start the writer. Returns at once.
+    /// its index and start the writer. Returns at once; only the first call does anything.
     pub fn start(&'static self) {
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let spawned = std::thread::Builder::new()
             .name("etagate disk open".to_string())
             .spawn(move || {
@@ -185,17 +205,36 @@ impl DiskStore {
                     }
                 }
                 self.recover();
-                let (tx, rx) = mpsc::channel();
-                *self.jobs.lock() = Some(tx);
+                // Under the jobs lock: a release that came during recovery has taken the
+                // sender, and this process must not start writing after it let go.
+                let jobs = self.jobs.lock();
+                let rx = self.receiver.lock().take();
+                let (Some(tx), Some(rx)) = (jobs.as_ref(), rx) else {
+                    if let Some(f) = self.lock.lock().take() {
+                        let _ = f.unlock();
+                    }
+                    return;
+                };
+                if self.lost_jobs.load(Ordering::Acquire) {
+                    log::warn!(
+                        "disk cache {}: more than {MAX_JOBS_BEFORE_OPEN} purges arrived before the store opened; emptying it rather than serving what they removed",
+                        self.dir.display()
+                    );
+                    let _ = tx.send(Job::Clear);
+                }
                 match std::thread::Builder::new()
                     .name("etagate disk writer".to_string())
                     .spawn(move || self.run_writer(rx))
                 {
                     Ok(h) => *self.writer.lock() = Some(h),
-                    Err(e) => log::error!("disk cache: cannot start the writer: {e}"),
+                    Err(e) => {
+                        log::error!("disk cache: cannot start the writer: {e}; running without the disk tier");
+                        return;
+                    }
                 }
                 self.open.store(true, Ordering::Release);
                 METRICS.disk.open.set(1);
+                drop(jobs);
             });
         if let Err(e) = spawned {
             log::error!("disk cache: cannot start: {e}; running without the disk tier");
@@ -298,10 +337,17 @@ impl DiskStore {
     }
 
     fn send(&self, job: Job) -> bool {
-        match self.jobs.lock().as_ref() {
-            Some(tx) => tx.send(job).is_ok(),
-            None => false,
+        let jobs = self.jobs.lock();
+        let Some(tx) = jobs.as_ref() else {
+            return false;
+        };
+        if !self.is_open()
+            && self.jobs_before_open.fetch_add(1, Ordering::AcqRel) >= MAX_JOBS_BEFORE_OPEN
+        {
+            self.lost_jobs.store(true, Ordering::Release);
+            return false;
         }
+        tx.send(job).is_ok()
     }
 
     /// Queue `entry` (stored in memory under `primary`) for writing.
@@ -347,6 +393,17 @@ impl DiskStore {
 
     pub fn purge_prefix(&self, prefix: &str, mode: PurgeMode) {
         self.send(Job::Prefix(prefix.to_string(), mode));
+    }
+
+    /// Purge one response: a fill that a purge overtook may have queued its write before the
+    /// purge's own job.
+    pub fn purge_variant(
+        &self,
+        primary: &HashBinary,
+        variance: Option<HashBinary>,
+        mode: PurgeMode,
+    ) {
+        self.send(Job::Variant(*primary, variance, mode));
     }
 
     /// The response on disk that `req` selects under `primary`: read, verified and decoded
@@ -425,7 +482,14 @@ impl DiskStore {
                     self.write_now(primary, &entry);
                     self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
                 }
-                Job::RemoveKey(primary) => self.remove_where(|k, _| *k == primary),
+                Job::RemoveKey(primary) => self.remove_key_now(&primary, |_| true),
+                Job::Variant(primary, variance, PurgeMode::Hard) => {
+                    self.remove_key_now(&primary, |v| v.variance == variance)
+                }
+                Job::Variant(primary, variance, PurgeMode::Soft) => {
+                    self.soft_where(|k, v| *k == primary && v.variance == variance)
+                }
+                Job::Clear => self.remove_where(|_, _| true),
                 Job::Tag(tag, PurgeMode::Hard) => self.remove_where(|_, v| v.tags.contains(&tag)),
                 Job::Prefix(p, PurgeMode::Hard) => {
                     self.remove_where(|_, v| v.url.as_deref().is_some_and(|u| u.starts_with(&p)))
@@ -508,6 +572,15 @@ impl DiskStore {
         ix.objects = ix.objects - gone + 1;
         ix.fifo.push_back((seq, primary, entry.variance));
         self.evict(&mut ix, &mut doomed);
+        // Rewrites and purges leave stale places in the write order, which eviction would
+        // only skip: drop them before they outnumber the objects.
+        if ix.fifo.len() > 2 * ix.objects + 1024 {
+            let Index { keys, fifo, .. } = &mut *ix;
+            fifo.retain(|(seq, k, var)| {
+                keys.get(k)
+                    .is_some_and(|l| l.iter().any(|v| v.seq == *seq && v.variance == *var))
+            });
+        }
         let (objects, total) = (ix.objects, ix.bytes);
         drop(ix);
         for p in doomed {
@@ -545,6 +618,36 @@ impl DiskStore {
             METRICS.disk.evictions.inc();
             doomed.push(self.path_of(&primary, &variance));
         }
+    }
+
+    /// [`DiskStore::remove_where`] for the variants of one key, without visiting the others.
+    fn remove_key_now(&self, primary: &HashBinary, select: impl Fn(&Variant) -> bool) {
+        let mut doomed = Vec::new();
+        let mut ix = self.index.lock();
+        let Some(list) = ix.keys.get_mut(primary) else {
+            return;
+        };
+        let mut freed = 0u64;
+        list.retain(|v| {
+            if select(v) {
+                freed += v.bytes;
+                doomed.push(self.path_of(primary, &v.variance));
+                false
+            } else {
+                true
+            }
+        });
+        if list.is_empty() {
+            ix.keys.remove(primary);
+        }
+        ix.bytes -= freed;
+        ix.objects -= doomed.len();
+        let (objects, total) = (ix.objects, ix.bytes);
+        drop(ix);
+        for p in doomed {
+            let _ = fs::remove_file(p);
+        }
+        self.publish(objects, total);
     }
 
     fn remove_where(&self, select: impl Fn(&HashBinary, &Variant) -> bool) {
@@ -604,9 +707,22 @@ impl DiskStore {
             }
             let mut entry = entry_from(meta, head, body, 0);
             entry.freshness.invalidate(now);
-            if let Err(e) = write_atomically(&path, &format::encode(primary, &entry)) {
+            let bytes = format::encode(primary, &entry);
+            if let Err(e) = write_atomically(&path, &bytes) {
                 METRICS.disk.write_errors.inc();
                 self.log_write_error(&path, &e);
+                continue;
+            }
+            // The rewritten file's metadata differs in length: keep the count exact.
+            let mut ix = self.index.lock();
+            let ix = &mut *ix;
+            if let Some(v) = ix
+                .keys
+                .get_mut(&primary)
+                .and_then(|l| l.iter_mut().find(|v| v.variance == variance))
+            {
+                ix.bytes = ix.bytes - v.bytes + bytes.len() as u64;
+                v.bytes = bytes.len() as u64;
             }
         }
     }
@@ -792,6 +908,83 @@ mod tests {
         assert_eq!(meta.tags, ["t"]);
         assert!(waiting.find(key(2), &HeaderMap::new()).await.is_none());
         waiting.release();
+    }
+
+    #[tokio::test]
+    async fn purges_that_arrive_while_the_store_is_held_elsewhere_apply_when_it_opens() {
+        let dir = tempfile::tempdir().expect("dir");
+        let a = store(dir.path(), 1 << 20);
+        for i in 0..3 {
+            a.write(
+                key(i),
+                &entry(b"kept", &["t"], &format!("http://a.test/{i}")),
+            );
+        }
+        flush(a);
+        let b = Box::leak(Box::new(DiskStore::new(
+            dir.path().to_path_buf(),
+            Limits {
+                budget: 1 << 20,
+                max_object: 1 << 20,
+            },
+        )));
+        b.start();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!b.is_open(), "held by the first process");
+        // The memory tier of the new process forwards these at once; the store is not open.
+        b.remove_key(&key(0));
+        b.purge_variant(&key(1), None, PurgeMode::Hard);
+        a.release();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !b.is_open() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(b.is_open());
+        flush(b);
+        assert!(
+            b.find(key(0), &HeaderMap::new()).await.is_none(),
+            "key purge kept"
+        );
+        assert!(
+            b.find(key(1), &HeaderMap::new()).await.is_none(),
+            "variant purge kept"
+        );
+        assert!(
+            b.find(key(2), &HeaderMap::new()).await.is_some(),
+            "the rest stays"
+        );
+        b.release();
+    }
+
+    #[tokio::test]
+    async fn rewriting_one_key_keeps_the_write_order_bounded_and_the_count_exact() {
+        let dir = tempfile::tempdir().expect("dir");
+        let d = store(dir.path(), 64 << 20);
+        for round in 0..3000u32 {
+            d.write(key(round % 3), &entry(b"again", &[], "http://a.test/x"));
+            if round % 500 == 0 {
+                flush(d);
+            }
+        }
+        d.soft_purge_key(&key(1));
+        flush(d);
+        let ix = d.index.lock();
+        assert_eq!(ix.objects, 3);
+        assert!(
+            ix.fifo.len() <= 2 * ix.objects + 1024,
+            "{} places",
+            ix.fifo.len()
+        );
+        let on_disk: u64 = files(dir.path())
+            .iter()
+            .map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .sum();
+        assert_eq!(
+            on_disk, ix.bytes,
+            "a soft purge's rewrite is counted as written"
+        );
+        drop(ix);
+        d.release();
     }
 
     #[tokio::test]
