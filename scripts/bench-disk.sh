@@ -38,6 +38,7 @@ if [ "$build" = 1 ]; then cargo build --release --bin etagate; fi
 ETAGATE_BIN=${ETAGATE_BIN:-$ROOT/target/release/etagate}
 
 WORK=$(mktemp -d /tmp/etagate-bench-disk.XXXXXX)
+chmod 755 "$WORK"   # nginx workers run as an unprivileged user
 PIDS=()
 cleanup() { stop_groups "${PIDS[@]}"; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -77,7 +78,7 @@ nginx_conf "$WORK/origin" "server { listen 127.0.0.1:$P_ORIGIN; root $WORK/www;
     location = /__status { stub_status; }
     location /d/ { etag off; if_modified_since off; add_header Last-Modified \"\"; add_header Cache-Control \"max-age=3600\"; } }"
 start_server origin taskset -c 1 nginx -p "$WORK/origin" -c "$WORK/origin/nginx.conf"
-wait_http "http://127.0.0.1:$P_ORIGIN/d/0" || { cat "$WORK/origin/error.log" >&2; exit 1; }
+wait_http "http://127.0.0.1:$P_ORIGIN/d/0" || { tail -5 "$WORK/origin/error.log" >&2; exit 1; }
 origin_requests() { curl -s --max-time 2 "http://127.0.0.1:$P_ORIGIN/__status" | awk 'NR==3{print $3}'; }
 
 mkdir -p "$WORK/etagate/disk"
@@ -123,17 +124,6 @@ wait_http "http://127.0.0.1:$P_NGINX/d/0" || { cat "$WORK/nginx/error.log" >&2; 
 
 metric() { # NAME{LABELS} from etagate's metrics
   curl -s --max-time 2 "http://127.0.0.1:$P_ADMIN/metrics" | awk -v m="$1" '$1 == m { print $2; exit }'
-}
-tree_ticks() { # utime + stime of PID and its descendants
-  local total=0 p c
-  local -a queue=("$1")
-  while [ ${#queue[@]} -gt 0 ]; do
-    p=${queue[0]}; queue=("${queue[@]:1}")
-    [ -r "/proc/$p/stat" ] || continue
-    total=$((total + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
-    for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do queue+=("$c"); done
-  done
-  echo "$total"
 }
 HZ=$(getconf CLK_TCK)
 

@@ -380,17 +380,6 @@ rss_sampler() { # PID FILE: the max RSS (KiB) seen, every 0.5 s, until killed
 # system over all CPUs, /proc/stat) minus what the server under test, the origin and this
 # script's children (wrk, curl, the sampler) used. Reported as a share of the run's CPU time.
 cpu_busy_ticks() { awk '/^cpu /{print $2 + $3 + $4; exit}' /proc/stat; }
-tree_ticks() { # utime + stime of PID and its descendants
-  local total=0 p c
-  local -a queue=("$1")
-  while [ ${#queue[@]} -gt 0 ]; do
-    p=${queue[0]}; queue=("${queue[@]:1}")
-    [ -r "/proc/$p/stat" ] || continue
-    total=$((total + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
-    for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do queue+=("$c"); done
-  done
-  echo "$total"
-}
 children_ticks() { # CPU of this shell's reaped children, from the `times` builtin (run in this shell)
   times >"$WORK/times"
   awk 'NR == 2 { t = 0

@@ -55,3 +55,16 @@ wait_http() {
   done
   return 1
 }
+
+# tree_ticks PID: CPU time (utime + stime, in clock ticks) of PID and its descendants.
+tree_ticks() { # utime + stime of PID and its descendants
+  local total=0 p c
+  local -a queue=("$1")
+  while [ ${#queue[@]} -gt 0 ]; do
+    p=${queue[0]}; queue=("${queue[@]:1}")
+    [ -r "/proc/$p/stat" ] || continue
+    total=$((total + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+    for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do queue+=("$c"); done
+  done
+  echo "$total"
+}

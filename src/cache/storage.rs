@@ -798,7 +798,7 @@ impl HandleMiss for MemMiss {
         let mut computed = false;
         if let Some(h) = self.hasher.take() {
             if header.headers.get(http::header::ETAG).is_none() {
-                set_content_etag(&mut header, &h.finalize())?;
+                set_content_etag(&mut header, &[&self.body], &h.finalize())?;
                 computed = true;
             }
         }

@@ -4,10 +4,24 @@
 //! hash of the body bytes sent + `"`, e.g. `"b3-5Hd2Lx7mQ0aNf3d2Ybv4Sg"`. 128 bits make a
 //! collision between two versions of one resource negligible; the `b3-` prefix lets etagate
 //! recognise its own tags (an origin cannot validate them, so they are never sent upstream).
-//! etagate applies no content-coding itself, so the bytes hashed are exactly the bytes sent: a
-//! gzip representation and an identity one never share a tag.
+//! etagate applies no content-coding itself, so for an identity response the bytes hashed are
+//! exactly the bytes sent.
+//!
+//! A response the origin encoded itself (`Content-Encoding: gzip`, `br` or `zstd`) is tagged by
+//! its decoded content instead ([`decoded_etag`]): `W/"b3-X.gz"`, `.br`, `.zst`. Origins send
+//! different bytes for one content (Django's `GZipMiddleware` pads each response randomly
+//! against BREACH; servers in a pool compress at different levels), and a tag of the bytes
+//! would never let a client revalidate. Such a tag is weak by RFC 9110 §8.8.1: a strong
+//! validator must change whenever the representation's bytes do, and these bytes change while
+//! the tag does not. Weak, it serves `If-None-Match` (weak comparison, §13.1.2), and
+//! `If-Match` / `If-Range` (strong comparison) never match it, so a range request gets the
+//! whole response rather than a piece of other bytes. A body that cannot be decoded within
+//! the bounds of [`super::decode`] gets the strong tag of its bytes, as before.
 
+use super::coding::{Coding, ContentEncoding};
+use super::decode::{decoded_hash, Limits};
 use base64::Engine;
+use http::HeaderMap;
 
 /// An entity-tag: `W/"opaque"` or `"opaque"`; `opaque` is without the quotes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,14 +158,68 @@ pub fn content_etag(hash: &blake3::Hash) -> String {
     s
 }
 
-/// Whether an `ETag` value is one etagate computed (and the origin therefore cannot validate).
+/// The weak tag of content the origin encoded in `coding`, from the hash of the decoded
+/// content: `W/"b3-X.gz"` (see the module documentation for why weak). `Identity` gives
+/// [`content_etag`].
+pub fn decoded_etag(decoded: &blake3::Hash, coding: Coding) -> String {
+    if coding == Coding::Identity {
+        return content_etag(decoded);
+    }
+    let mut s = String::with_capacity(34);
+    s.push_str("W/\"b3-");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode_string(&decoded.as_bytes()[..16], &mut s);
+    s.push('.');
+    s.push_str(coding.tag_suffix());
+    s.push('"');
+    s
+}
+
+/// The tag etagate gives a response with these header fields and this body (in pieces), whose
+/// bytes hash to `bytes_hash`: the decoded content's weak tag when the origin encoded it in a
+/// coding etagate knows and the body decodes within [`Limits::DEFAULT`], else the strong tag
+/// of the bytes.
+pub fn computed_etag(headers: &HeaderMap, body: &[&[u8]], bytes_hash: &blake3::Hash) -> String {
+    if let ContentEncoding::Coded(coding) = ContentEncoding::of(headers) {
+        if coding != Coding::Identity {
+            let joined;
+            let input: &[u8] = match body {
+                [one] => one,
+                _ => {
+                    joined = body.concat();
+                    &joined
+                }
+            };
+            if let Ok(h) = decoded_hash(coding, input, &Limits::DEFAULT) {
+                return decoded_etag(&h, coding);
+            }
+        }
+    }
+    content_etag(bytes_hash)
+}
+
+fn is_b64url(v: &[u8]) -> bool {
+    v.iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Whether an `ETag` value is one etagate computed (and the origin therefore cannot validate):
+/// a strong content tag, or a weak decoded-content tag.
 pub fn is_content_etag(v: &[u8]) -> bool {
+    const BASE: usize = 22;
+    if let Some(rest) = v.strip_prefix(b"W/\"b3-") {
+        let Some(inner) = rest.strip_suffix(b"\"") else {
+            return false;
+        };
+        return inner.len() > BASE + 1
+            && is_b64url(&inner[..BASE])
+            && inner[BASE] == b'.'
+            && Coding::from_tag_suffix(&inner[BASE + 1..]).is_some();
+    }
     v.len() == 27
         && v.starts_with(CONTENT_TAG_PREFIX)
         && v.ends_with(b"\"")
-        && v[CONTENT_TAG_PREFIX.len()..26]
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && is_b64url(&v[CONTENT_TAG_PREFIX.len()..26])
 }
 
 #[cfg(test)]
@@ -234,6 +302,94 @@ mod tests {
         for b in [0u8, b' ', b'"', b'+', b'/', b'=', 0xff] {
             bogus[10] = b;
             assert!(!is_content_etag(&bogus), "byte {b:#x}");
+        }
+    }
+
+    fn gzip_named(name: &str, content: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut w = flate2::GzBuilder::new()
+            .filename(name)
+            .write(Vec::new(), flate2::Compression::default());
+        w.write_all(content).expect("write");
+        w.finish().expect("finish")
+    }
+
+    fn encoded(coding: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_ENCODING,
+            http::HeaderValue::from_str(coding).expect("value"),
+        );
+        h
+    }
+
+    /// Django's GZipMiddleware writes a random file name into each gzip header: the bytes
+    /// differ, the content and so the tag do not.
+    #[test]
+    fn an_origins_encoded_content_gets_one_weak_tag_whatever_its_bytes() {
+        let content = br#"{"user": 7, "items": [1, 2, 3]}"#.repeat(20);
+        let (a, b) = (gzip_named("x1", &content), gzip_named("y22", &content));
+        assert_ne!(a, b);
+        let tag = |h: &HeaderMap, body: &[u8]| computed_etag(h, &[body], &blake3::hash(body));
+        let gz = encoded("gzip");
+        let t = tag(&gz, &a);
+        assert_eq!(t, tag(&gz, &b), "same content, same tag");
+        assert_eq!(t, decoded_etag(&blake3::hash(&content), Coding::Gzip));
+        assert!(t.starts_with("W/\"b3-") && t.ends_with(".gz\""), "{t}");
+        assert!(is_content_etag(t.as_bytes()), "recognised as etagate's own");
+        let parsed = EntityTag::parse(t.as_bytes()).expect("a valid entity-tag");
+        assert!(parsed.weak);
+        // Pieces hash the same as the whole.
+        let (p1, p2) = a.split_at(a.len() / 3);
+        assert_eq!(computed_etag(&gz, &[p1, p2], &blake3::hash(&a)), t);
+
+        let other = gzip_named("x1", b"other content");
+        assert_ne!(tag(&gz, &other), t, "another content, another tag");
+
+        for (headers, body, why) in [
+            (
+                encoded("gzip"),
+                &b"not gzip at all"[..],
+                "not in the coding it claims",
+            ),
+            (encoded("deflate"), &a[..], "a coding etagate does not know"),
+            (encoded("gzip, br"), &a[..], "two codings"),
+            (HeaderMap::new(), &a[..], "no coding"),
+            (encoded("identity"), &a[..], "identity"),
+        ] {
+            assert_eq!(
+                tag(&headers, body),
+                content_etag(&blake3::hash(body)),
+                "{why}: the strong tag of the bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn a_compression_bomb_gets_the_tag_of_its_bytes() {
+        let zeros = vec![0u8; 64 << 20];
+        let bomb = gzip_named("b", &zeros);
+        let gz = encoded("gzip");
+        assert_eq!(
+            computed_etag(&gz, &[&bomb], &blake3::hash(&bomb)),
+            content_etag(&blake3::hash(&bomb))
+        );
+    }
+
+    #[test]
+    fn decoded_tags_have_the_documented_shape() {
+        for (v, ok) in [
+            (&b"W/\"b3-5Hd2Lx7mQ0aNf3d2Ybv4Sg.gz\""[..], true),
+            (b"W/\"b3-5Hd2Lx7mQ0aNf3d2Ybv4Sg.br\"", true),
+            (b"W/\"b3-5Hd2Lx7mQ0aNf3d2Ybv4Sg.zst\"", true),
+            (b"W/\"b3-5Hd2Lx7mQ0aNf3d2Ybv4Sg.xz\"", false),
+            (b"W/\"b3-5Hd2Lx7mQ0aNf3d2Ybv4Sg\"", false),
+            (b"W/\"b3-5Hd2Lx7mQ0aNf3d2Ybv4S.gz\"", false),
+            (b"W/\"b3-5Hd2Lx7mQ0aNf3d2Ybv4S/.gz\"", false),
+            (b"\"b3-5Hd2Lx7mQ0aNf3d2Ybv4Sg.gz\"", false),
+            (b"W/\"b3-5Hd2Lx7mQ0aNf3d2Ybv4Sg.gz", false),
+        ] {
+            assert_eq!(is_content_etag(v), ok, "{}", String::from_utf8_lossy(v));
         }
     }
 

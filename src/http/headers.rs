@@ -13,9 +13,15 @@ pub fn content_length(resp: &ResponseHeader) -> Option<usize> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Give a response the content ETag of a body with this BLAKE3 hash.
-pub fn set_content_etag(resp: &mut ResponseHeader, hash: &blake3::Hash) -> Result<()> {
-    resp.insert_header(header::ETAG, super::etag::content_etag(hash))?;
+/// Give a response the ETag etagate computes for it ([`super::etag::computed_etag`]): `body`
+/// in pieces, whose bytes hash to `hash`.
+pub fn set_content_etag(
+    resp: &mut ResponseHeader,
+    body: &[&[u8]],
+    hash: &blake3::Hash,
+) -> Result<()> {
+    let tag = super::etag::computed_etag(&resp.headers, body, hash);
+    resp.insert_header(header::ETAG, tag)?;
     Ok(())
 }
 

@@ -1,12 +1,17 @@
 //! HTTP semantics as pure functions over headers, testable without sockets:
 //! validators and conditional requests (RFC 9110 §8.8, §13), ranges (§14), and what a shared
 //! cache may store ([`storability`]) and reuse ([`usability`]), with the [`freshness`] facts they
-//! share (RFC 9111, RFC 5861), and the cache [`tags`] an origin gives a response.
+//! share (RFC 9111, RFC 5861), and the cache [`tags`] an origin gives a response. Content
+//! codings ([`coding`], [`encode`]), and bounded [`decode`]-ing of what an origin encoded, so
+//! that its content gets a tag that does not change with the bytes ([`etag`]).
 
 pub mod authority;
 pub mod cache_control;
 pub mod cache_status;
+pub mod coding;
 pub mod date;
+pub mod decode;
+pub mod encode;
 pub mod etag;
 pub mod freshness;
 pub mod headers;

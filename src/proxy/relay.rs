@@ -16,7 +16,7 @@ use super::stored::serve_stale_on_error;
 use super::subrequest::{Inner, InnerReport, Piece};
 use crate::cache::storage::MemStore;
 use crate::http::cache_control::directives_of;
-use crate::http::etag::EntityTag;
+use crate::http::etag::{is_content_etag, EntityTag};
 use crate::http::headers::{content_length, set_content_etag};
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG};
@@ -107,7 +107,8 @@ async fn relay(
         let hash =
             buffer_and_hash(inner, &mut body, buffers, route.spec.etag.max_buffer, limit).await?;
         if let Some(hash) = hash {
-            set_content_etag(&mut header, &hash)?;
+            let pieces: Vec<&[u8]> = body.chunks.iter().map(|c| c.as_ref()).collect();
+            set_content_etag(&mut header, &pieces, &hash)?;
             ctx.sent.etag_source = EtagSource::Computed;
             route.metrics.content_etags.inc();
         }
@@ -183,6 +184,10 @@ fn facts(
 /// Whether a full response to a revalidation carries the stale entry's content tag.
 fn same_content(old: Option<EntityTag<'_>>, new: &ResponseHeader) -> bool {
     match (old, new.headers.get(ETAG)) {
+        // etagate's own tags name contents, weak ones included (a decoded content's tag).
+        (Some(old), Some(new)) if is_content_etag(new.as_bytes()) => {
+            EntityTag::parse(new.as_bytes()).is_some_and(|n| n.weak_eq(&old))
+        }
         (Some(old), Some(new)) => {
             EntityTag::parse(new.as_bytes()).is_some_and(|n| n.strong_eq(&old))
         }

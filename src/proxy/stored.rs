@@ -61,7 +61,7 @@ pub async fn serve_stored(
             .applies_to(entry.header.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()));
     let tagged = if untagged {
         let mut h = entry.header.clone();
-        set_content_etag(&mut h, &blake3::hash(&entry.body))?;
+        set_content_etag(&mut h, &[&entry.body], &blake3::hash(&entry.body))?;
         store.replace(&primary, entry, Arc::new(entry.retagged(h.clone())));
         Some(h)
     } else {

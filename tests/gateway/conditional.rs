@@ -634,3 +634,87 @@ async fn buffering_memory_is_bounded_across_concurrent_requests() {
         "all released"
     );
 }
+
+/// Gzip of `content` with a file name that differs on every call, as Django's GZipMiddleware
+/// pads every response against BREACH.
+fn padded_gzip(content: &[u8], n: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut w = flate2::GzBuilder::new()
+        .filename(format!("pad-{}", "x".repeat(n % 17)))
+        .mtime(n as u32)
+        .write(Vec::new(), flate2::Compression::default());
+    w.write_all(content).expect("gzip");
+    w.finish().expect("gzip")
+}
+
+/// Issue #16: an origin that compresses with random padding sent a new content tag with every
+/// response, so clients never got a 304. The tag now names the decoded content (weak, RFC 9110
+/// §8.8.1), for a response etagate passes through (`private`) and one it stores but revalidates
+/// every time (`no-cache`).
+#[tokio::test]
+async fn an_origin_that_compresses_with_random_padding_still_gets_304s() {
+    for cache_control in ["private", "no-cache"] {
+        let version = Arc::new(AtomicUsize::new(1));
+        let served = Arc::new(AtomicUsize::new(0));
+        let (v, s) = (version.clone(), served.clone());
+        let o = Origin::start(move |_| {
+            let content = format!(r#"{{"user": 7, "version": {}}}"#, v.load(Ordering::SeqCst));
+            let n = s.fetch_add(1, Ordering::SeqCst);
+            Reply::ok(padded_gzip(content.repeat(40).as_bytes(), n))
+                .header("cache-control", cache_control)
+                .header("content-type", "application/json")
+                .header("content-encoding", "gzip")
+                .header("vary", "Accept-Encoding")
+        })
+        .await;
+        let gw = Gateway::single(&o, "", "").await;
+        let http = client();
+        let get = |extra: &[(&str, &str)]| {
+            let mut r = http
+                .get(gw.url("/api/me"))
+                .header("accept-encoding", "gzip");
+            for (k, v) in extra {
+                r = r.header(*k, *v);
+            }
+            r.send()
+        };
+        let a = get(&[]).await.expect("a");
+        assert_eq!(a.status(), 200, "{cache_control}");
+        let tag = etag_of(&a).expect("a tag");
+        let a_body = a.bytes().await.expect("body");
+        let b = get(&[]).await.expect("b");
+        assert_eq!(
+            etag_of(&b).as_deref(),
+            Some(tag.as_str()),
+            "{cache_control}: same content"
+        );
+        assert_ne!(
+            a_body,
+            b.bytes().await.expect("body"),
+            "the bytes did differ"
+        );
+        assert!(
+            tag.starts_with("W/\"b3-") && tag.ends_with(".gz\""),
+            "{tag}"
+        );
+
+        let c = get(&[("if-none-match", tag.as_str())]).await.expect("c");
+        assert_eq!(c.status(), 304, "{cache_control}: the client revalidates");
+        assert_eq!(etag_of(&c).as_deref(), Some(tag.as_str()));
+
+        // A weak tag never satisfies If-Range (strong comparison): the whole response.
+        let d = get(&[("if-range", tag.as_str()), ("range", "bytes=0-9")])
+            .await
+            .expect("d");
+        assert_eq!(d.status(), 200, "{cache_control}: If-Range with a weak tag");
+
+        version.store(2, Ordering::SeqCst);
+        let e = get(&[("if-none-match", tag.as_str())]).await.expect("e");
+        assert_eq!(e.status(), 200, "{cache_control}: new content");
+        assert_ne!(etag_of(&e).as_deref(), Some(tag.as_str()));
+        assert!(
+            o.seen().iter().all(|s| s.header("if-none-match").is_none()),
+            "etagate's own tags are never sent to the origin"
+        );
+    }
+}
