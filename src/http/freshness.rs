@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 pub struct Freshness {
     /// Explicit or heuristic freshness lifetime.
     pub lifetime: Duration,
-    /// RFC 9111 §4.2.3 `corrected_initial_age`. An unusable `Age` makes it `Duration::MAX`.
+    /// RFC 9111 §4.2.3 `corrected_initial_age`.
     pub initial_age: Duration,
     /// When the response arrived.
     pub response_time: SystemTime,
@@ -309,7 +309,7 @@ mod tests {
                 },
             },
             Case {
-                name: "an unusable Age (initial age MAX) is stale forever, without overflow",
+                name: "an initial age of Duration::MAX (a damaged entry) is stale forever, without overflow",
                 f: Freshness {
                     initial_age: Duration::MAX,
                     ..fresh_for(100)

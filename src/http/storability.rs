@@ -101,25 +101,31 @@ fn single_line(h: &HeaderMap, name: http::header::HeaderName) -> Option<&[u8]> {
     Some(first.as_bytes())
 }
 
-/// RFC 9111 §5.1 as the public test suite interprets it: `Age` must be exactly one field line
-/// of digits; anything else (several lines, lists, signs, decimals, parameters) is invalid
-/// freshness information, which §4.2.1 encourages caches to treat as stale.
-fn age_value(h: &HeaderMap) -> Result<Duration, ()> {
-    if !h.contains_key(AGE) {
-        return Ok(Duration::ZERO);
-    }
-    let v = single_line(h, AGE).ok_or(())?;
-    match super::cache_control::delta_seconds(Some(v)) {
-        Delta::Seconds(s) => Ok(Duration::from_secs(s.into())),
-        Delta::Invalid => Err(()),
+/// `Age` (RFC 9111 §5.1) as the public suite's current version reads it (issue #14; 0.4.5
+/// read it otherwise, `docs/conformance/README.md`): with several values, on one line as a
+/// list or on several lines, the first one counts; a first value that is not a non-negative
+/// integer (`abc`, `-7200`, `7200.0`, `7200;foo=bar`) is ignored as if the field were absent
+/// (§1.2.2: a recipient that cannot parse a delta-seconds ignores it); 2^31 or more counts as
+/// 2147483648 (§1.2.2).
+fn age_value(h: &HeaderMap) -> Duration {
+    let Some(line) = h.get_all(AGE).iter().next() else {
+        return Duration::ZERO;
+    };
+    let first = line
+        .as_bytes()
+        .split(|&b| b == b',')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    match super::cache_control::delta_seconds(Some(first)) {
+        Delta::Seconds(s) => Duration::from_secs(s.into()),
+        Delta::Invalid => Duration::ZERO,
     }
 }
 
-/// RFC 9111 §4.2.3 corrected initial age; `Duration::MAX` when `Age` is unusable.
+/// RFC 9111 §4.2.3 corrected initial age.
 pub fn initial_age(h: &HeaderMap, ex: &Exchange) -> Duration {
-    let Ok(age) = age_value(h) else {
-        return Duration::MAX;
-    };
+    let age = age_value(h);
     let date = single_line(h, DATE)
         .and_then(parse_http_date)
         .unwrap_or(ex.response_time);
@@ -1146,14 +1152,16 @@ mod tests {
 
     #[test]
     fn initial_age() {
-        let unusable = |name: &'static str, resp: &'static [(&'static str, &'static str)]| Case {
-            name,
-            given: Given { resp, ..GET_200 },
-            expect: Ok(Freshness {
-                initial_age: Duration::MAX,
-                ..stored(3600)
-            }),
-        };
+        // Fresh for an hour from the Date of T0 with this initial age.
+        let aged =
+            |name: &'static str, resp: &'static [(&'static str, &'static str)], age: u64| Case {
+                name,
+                given: Given { resp, ..GET_200 },
+                expect: Ok(Freshness {
+                    initial_age: secs(age),
+                    ..stored(3600)
+                }),
+            };
         run(&[
             Case {
                 name: "Age is the initial age when Date shows no delay",
@@ -1244,62 +1252,89 @@ mod tests {
                 },
                 expect: Ok(stored(60)),
             },
-            unusable(
-                "an Age that is not digits is unusable: stale (RFC 9111 §4.2.1, §5.1)",
+            aged(
+                "an Age that is not digits is ignored (RFC 9111 §1.2.2)",
                 &[
+                    ("date", T0),
                     ("cache-control", "max-age=3600"),
                     ("age", "abc"),
-                    ("etag", "\"v\""),
                 ],
+                0,
             ),
-            unusable(
-                "a negative Age is unusable: stale",
+            aged(
+                "a negative Age is ignored",
                 &[
+                    ("date", T0),
                     ("cache-control", "max-age=3600"),
                     ("age", "-7200"),
-                    ("etag", "\"v\""),
                 ],
+                0,
             ),
-            unusable(
-                "a decimal Age is unusable: stale",
+            aged(
+                "a decimal Age is ignored",
                 &[
+                    ("date", T0),
                     ("cache-control", "max-age=3600"),
                     ("age", "7200.0"),
-                    ("etag", "\"v\""),
                 ],
+                0,
             ),
-            unusable(
-                "an Age list without space is unusable: stale",
+            aged(
+                "an Age with a parameter is ignored",
                 &[
+                    ("date", T0),
+                    ("cache-control", "max-age=3600"),
+                    ("age", "7200;foo=111"),
+                ],
+                0,
+            ),
+            aged(
+                "an empty first member is ignored",
+                &[
+                    ("date", T0),
+                    ("cache-control", "max-age=3600"),
+                    ("age", ", 7200"),
+                ],
+                0,
+            ),
+            aged(
+                "in a list without space the first value counts",
+                &[
+                    ("date", T0),
                     ("cache-control", "max-age=3600"),
                     ("age", "7200,0"),
                     ("etag", "\"v\""),
                 ],
+                7200,
             ),
-            unusable(
-                "an Age list is unusable: stale",
+            aged(
+                "in a list the first value counts",
                 &[
+                    ("date", T0),
                     ("cache-control", "max-age=3600"),
-                    ("age", "0, 0"),
+                    ("age", "0, 7200"),
+                ],
+                0,
+            ),
+            aged(
+                "of two field lines the first counts",
+                &[
+                    ("date", T0),
+                    ("cache-control", "max-age=3600"),
+                    ("age", "30"),
+                    ("age", "7200"),
+                ],
+                30,
+            ),
+            aged(
+                "2^31 or more is 2147483648 (RFC 9111 §1.2.2)",
+                &[
+                    ("date", T0),
+                    ("cache-control", "max-age=3600"),
+                    ("age", "99999999999999999999"),
                     ("etag", "\"v\""),
                 ],
-            ),
-            unusable(
-                "an Age with a parameter is unusable: stale",
-                &[
-                    ("cache-control", "max-age=3600"),
-                    ("age", "7200;foo=bar"),
-                    ("etag", "\"v\""),
-                ],
-            ),
-            unusable(
-                "two Age field lines are unusable: stale",
-                &[
-                    ("cache-control", "max-age=3600"),
-                    ("etag", "\"v\""),
-                    ("age", "0"),
-                    ("age", "0"),
-                ],
+                2_147_483_648,
             ),
         ]);
     }

@@ -338,7 +338,8 @@ mod tests {
                 expect: Use::StaleAccepted,
             },
             UseCase {
-                name: "max-stale without a value accepts even a response with an unusable Age",
+                name:
+                    "max-stale without a value accepts even a response of the largest initial age",
                 f: Freshness {
                     initial_age: Duration::MAX,
                     ..fresh_for(100)
