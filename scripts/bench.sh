@@ -12,6 +12,7 @@
 #   --duration D   wrk duration of one run (default 10s; smoke 1s).
 #   --out FILE     Markdown report (default docs/benchmarks.md; smoke: /tmp/etagate-bench-smoke.md).
 #   --systems LIST comma-separated subset of: etagate,nginx,varnish,ats,ceiling.
+#   --scenarios LIST comma-separated subset of: S1,S2,S3,S4,S5 (default all).
 #   --keep         keep the work directory (configs, logs, raw wrk output).
 #
 # Everything listens on 127.0.0.1 only. Servers under test run on core 0 (taskset -c 0); wrk,
@@ -24,6 +25,7 @@ ROOT=$PWD
 command_line="scripts/bench.sh${*:+ $*}"
 runs=5; duration=10s; smoke=0; build=1; out=""; keep=0
 systems_wanted="etagate,nginx,varnish,ats,ceiling"
+scenarios_wanted="S1,S2,S3,S4,S5"
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) smoke=1 ;;
@@ -32,8 +34,9 @@ while [ $# -gt 0 ]; do
     --duration) duration=$2; shift ;;
     --out) out=$2; shift ;;
     --systems) systems_wanted=$2; shift ;;
+    --scenarios) scenarios_wanted=$2; shift ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
@@ -47,6 +50,7 @@ else
   warm_duration=2s; count_duration=2s
 fi
 want() { [[ ",$systems_wanted," == *",$1,"* ]]; }
+want_scenario() { [[ ",$scenarios_wanted," == *",$1,"* ]]; }
 
 # ---------------------------------------------------------------------------------------------
 # Dependencies and build
@@ -115,10 +119,11 @@ fi
 #   /v/SIZE     nginx's own ETag (and Last-Modified), Cache-Control: max-age=3600    (S1, S2)
 #   /nv/SIZE    no ETag, no Last-Modified, Cache-Control: max-age=3600              (S5)
 #   /pass/SIZE  no ETag, no Last-Modified, Cache-Control: private                   (S3)
+#   /ns/SIZE    no ETag, no Last-Modified, Cache-Control: no-store                  (S4)
 #   /off/...    the same files (a symlink); etagate routes /off with etag disabled
 # ---------------------------------------------------------------------------------------------
 mkdir -p "$WORK/www"
-for d in v nv pass; do
+for d in v nv pass ns; do
   mkdir -p "$WORK/www/$d"
   head -c 1024   /dev/urandom >"$WORK/www/$d/1k"
   head -c 16384  /dev/urandom >"$WORK/www/$d/16k"
@@ -158,6 +163,10 @@ http {
     location ~ ^(/off)?/pass/ {
       etag off; if_modified_since off; add_header Last-Modified "";
       add_header Cache-Control "private";
+    }
+    location /ns/ {
+      etag off; if_modified_since off; add_header Last-Modified "";
+      add_header Cache-Control "no-store";
     }
   }
 }
@@ -513,6 +522,8 @@ run_scenario() { # SCEN "sizes..." rows...   (row spec: NAME|PATHPREFIX|HEADERMO
               local got=no; [ -n "$(header_of "$url" etag)" ] && got=yes
               check "$scen $row $size content ETag" "$want_etag" "$got"
             fi ;;
+        S4) check "$scen $row $size status" 200 "$st"
+            [ "$sys" != ceiling ] && check "$scen $row $size origin requests for 3 requests" 3 "$(origin_delta "$url")" ;;
         S5) if [ "$sys" = etagate ]; then check "$scen $row $size status" 304 "$st"
             else note check "$scen $row $size status: $st (no validator from the origin: 200 expected)"; fi
             check "$scen $row $size origin requests for 3 revalidations" 0 "$(origin_delta "${h[@]}" "$url")" ;;
@@ -560,11 +571,13 @@ run_scenario() { # SCEN "sizes..." rows...   (row spec: NAME|PATHPREFIX|HEADERMO
 
 started=$(date +%s)
 # S1: cache hit, 200.            S2: 304 from the cache, each system's own ETag.
-# S3: uncacheable pass-through.  S5: no validators at the origin, clients send etagate's ETag.
-run_scenario S1 "${sizes[*]}" "etagate|/v|none" "nginx|/v|none" "varnish|/v|none" "ats|/v|none" "ceiling|/v|none"
-run_scenario S2 "${sizes[*]}" "etagate|/v|own" "nginx|/v|own" "varnish|/v|own" "ats|/v|own" "ceiling|/v|own"
-run_scenario S3 "${pass_sizes[*]}" "etagate|/pass|none" "etagate:off|/off/pass|none" "nginx|/pass|none" "varnish|/pass|none" "ats|/pass|none" "ceiling|/pass|none"
-run_scenario S5 "${sizes[*]}" "etagate|/nv|etagate" "nginx|/nv|etagate" "varnish|/nv|etagate" "ats|/nv|etagate"
+# S3: uncacheable (private) pass-through.  S4: no-store pass-through.
+# S5: no validators at the origin, clients send etagate's ETag.
+want_scenario S1 && run_scenario S1 "${sizes[*]}" "etagate|/v|none" "nginx|/v|none" "varnish|/v|none" "ats|/v|none" "ceiling|/v|none"
+want_scenario S2 && run_scenario S2 "${sizes[*]}" "etagate|/v|own" "nginx|/v|own" "varnish|/v|own" "ats|/v|own" "ceiling|/v|own"
+want_scenario S3 && run_scenario S3 "${pass_sizes[*]}" "etagate|/pass|none" "etagate:off|/off/pass|none" "nginx|/pass|none" "varnish|/pass|none" "ats|/pass|none" "ceiling|/pass|none"
+want_scenario S4 && run_scenario S4 "${pass_sizes[*]}" "etagate|/ns|none" "nginx|/ns|none" "varnish|/ns|none" "ats|/ns|none" "ceiling|/ns|none"
+want_scenario S5 && run_scenario S5 "${sizes[*]}" "etagate|/nv|etagate" "nginx|/nv|etagate" "varnish|/nv|etagate" "ats|/nv|etagate"
 elapsed=$(( $(date +%s) - started ))
 
 # ---------------------------------------------------------------------------------------------

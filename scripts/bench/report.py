@@ -26,6 +26,7 @@ SCEN = {
     "S1": "S1 cache hit, 200",
     "S2": "S2 304 from cache",
     "S3": "S3 uncacheable pass-through",
+    "S4": "S4 no-store pass-through",
     "S5": "S5 no validators at origin, client revalidates",
 }
 SIZES = ["1k", "16k", "256k"]
@@ -229,7 +230,8 @@ METHOD = """## Method
   drop the header) plus `max-age=3600`: no validator at all (S5);
   `/pass/` no validators and `Cache-Control: private` (S3; `private` rather than `no-store`
   because etagate still computes a content ETag for `private` responses, which is the cost S3
-  measures, while every shared cache must pass it through).
+  measures, while every shared cache must pass it through); `/ns/` the same with
+  `Cache-Control: no-store` (S4: nothing to tag or keep, the plain pass-through).
 - **Ceiling**: a second instance of the same static nginx, on core 0, measured directly.
 - **Peers**: nginx `proxy_cache` (cache directory on tmpfs, upstream keepalive 64);
   Varnish `-s malloc,512m` with the builtin VCL (`-b` origin); Apache Traffic Server from a

@@ -4,11 +4,13 @@
 //! - [`entry`]: one stored response and what a fill needs to know;
 //! - [`storage`]: the bounded in-memory `Storage` (index, budget, eviction, purge);
 //! - [`tag_index`]: which stored URLs carry which cache tag, for purge by tag;
-//! - [`disk`]: the disk tier under the memory tier (`cache.disk`).
+//! - [`disk`]: the disk tier under the memory tier (`cache.disk`);
+//! - [`pass_through`]: the keys whose responses say `no-store`, learned.
 
 pub mod disk;
 pub mod entry;
 pub mod key;
+pub mod pass_through;
 pub mod storage;
 pub mod tag_index;
 
@@ -23,6 +25,7 @@ pub struct SharedCache {
     pub store: &'static MemStore,
     pub lock: &'static CacheKeyLockImpl,
     pub disk: Option<&'static disk::DiskStore>,
+    pub pass_through: pass_through::PassThrough,
 }
 
 impl SharedCache {
@@ -33,6 +36,7 @@ impl SharedCache {
             store,
             lock,
             disk: None,
+            pass_through: pass_through::PassThrough::default(),
         }
     }
 

@@ -3,12 +3,16 @@
 //! cache may store ([`storability`]) and reuse ([`usability`]), with the [`freshness`] facts they
 //! share (RFC 9111, RFC 5861), and the cache [`tags`] an origin gives a response. Content
 //! codings ([`coding`], [`encode`]), and bounded [`decode`]-ing of what an origin encoded, so
-//! that its content gets a tag that does not change with the bytes ([`etag`]).
+//! that its content gets a tag that does not change with the bytes ([`etag`]); which coding a
+//! request accepts ([`accept_encoding`]) and which responses may be compressed
+//! ([`compressible`]), for the compression the gateway does not do yet (issue #16).
 
+pub mod accept_encoding;
 pub mod authority;
 pub mod cache_control;
 pub mod cache_status;
 pub mod coding;
+pub mod compressible;
 pub mod date;
 pub mod decode;
 pub mod encode;

@@ -163,6 +163,7 @@ pub struct Metrics {
     response_body_bytes: IntCounterVec,
     not_modified_saved_bytes: IntCounterVec,
     content_etags: IntCounterVec,
+    pub pass_through: IntCounterVec,
     origin_requests: IntCounterVec,
     origin_duration: HistogramVec,
     pub cache_objects: IntGauge,
@@ -295,6 +296,12 @@ impl Metrics {
                 "Responses that got an ETag computed by etagate from their body, by route.",
                 &["route"],
             ),
+            pass_through: counter_vec(
+                &r,
+                "etagate_pass_through_predictions_total",
+                "Keys whose responses say no-store, whose misses therefore skip the inner subrequest: learned, predicted (a request that skipped it), forgotten (the response no longer said no-store) or expired.",
+                &["outcome"],
+            ),
             origin_requests: counter_vec(
                 &r,
                 "etagate_origin_requests_total",
@@ -424,6 +431,9 @@ impl Metrics {
         ));
         for result in ["success", "failure"] {
             m.config_reloads.with_label_values(&[result]);
+        }
+        for outcome in ["learned", "predicted", "forgotten", "expired"] {
+            m.pass_through.with_label_values(&[outcome]);
         }
         for kind in PURGE_KINDS {
             for mode in PURGE_MODES {

@@ -57,6 +57,7 @@ use crate::cache::storage::Found;
 use crate::cache::SharedCache;
 use crate::cluster::{auth as peer_auth, Fleet, Member};
 use crate::control::{Control, ProcessState};
+use crate::http::cache_control::says_no_store;
 use crate::http::etag::is_content_etag;
 use crate::http::headers::strip_hop_by_hop;
 use crate::http::preconditions::{is_conditional, CONDITIONAL_FIELDS};
@@ -323,7 +324,16 @@ impl Gateway {
             }
         }
         match forward {
-            Forward::Subrequest => relay::forward(session, ctx, store, &self.buffers).await,
+            // Its last response said no-store: nothing to tag, keep or judge; the pipeline,
+            // without the cache (`cache::pass_through`).
+            Forward::Subrequest if self.cache.pass_through.predicts(&ctx.routed()?.key.hash) => {
+                ctx.routed_mut()?.fwd = Some(Fwd::Bypass);
+                Ok(false)
+            }
+            Forward::Subrequest => {
+                let pass = &self.cache.pass_through;
+                relay::forward(session, ctx, store, &self.buffers, pass).await
+            }
             Forward::Pipeline => Ok(false),
         }
     }
@@ -483,6 +493,7 @@ impl ProxyHttp for Gateway {
         if !routed.route.spec.cache.enabled
             || (method != Method::GET && method != Method::HEAD)
             || routed.owner.is_some()
+            || routed.fwd == Some(Fwd::Bypass)
         {
             return Ok(());
         }
@@ -812,6 +823,16 @@ impl ProxyHttp for Gateway {
         }
         if status == 304 {
             ctx.origin.not_modified = Some(Box::new(upstream_response.clone()));
+        }
+        // A key predicted to say no-store that no longer does: its next request is tagged
+        // and stored again.
+        let routed = ctx.routed()?;
+        if routed.fwd == Some(Fwd::Bypass)
+            && status < 500
+            && session.subrequest_ctx.is_none()
+            && !says_no_store(&upstream_response.headers)
+        {
+            self.cache.pass_through.forget(&routed.key.hash);
         }
         let req = session.req_header();
         if !is_safe(&req.method) && (200..400).contains(&status) {

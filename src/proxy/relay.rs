@@ -14,12 +14,13 @@ use super::outcome::{self, Forwarded};
 use super::respond::{decide, send_complete, slice_chunks, Decision, Delivery, Origin};
 use super::stored::serve_stale_on_error;
 use super::subrequest::{Inner, InnerReport, Piece};
+use crate::cache::pass_through::PassThrough;
 use crate::cache::storage::MemStore;
-use crate::http::cache_control::directives_of;
+use crate::http::cache_control::says_no_store;
 use crate::http::etag::{is_content_etag, EntityTag};
 use crate::http::headers::{content_length, set_content_etag};
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG};
+use http::header::{CONTENT_TYPE, ETAG};
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
@@ -32,11 +33,12 @@ pub async fn forward(
     ctx: &mut RequestCtx,
     store: &MemStore,
     buffers: &BufferBudget,
+    pass: &PassThrough,
 ) -> Result<bool> {
     let Some(mut inner) = Inner::start(session, ctx.routed()?) else {
         return Ok(false);
     };
-    let result = relay(session, ctx, store, buffers, &mut inner).await;
+    let result = relay(session, ctx, store, buffers, pass, &mut inner).await;
     // Whichever way the answer went, a response being stored is read to its end.
     inner.release();
     result.map(|()| true)
@@ -55,6 +57,7 @@ async fn relay(
     ctx: &mut RequestCtx,
     store: &MemStore,
     buffers: &BufferBudget,
+    pass: &PassThrough,
     inner: &mut Inner,
 ) -> Result<()> {
     let report = inner.report.clone();
@@ -91,13 +94,18 @@ async fn relay(
     let fwd = routed.fwd;
     let config = routed.config.clone();
 
+    let no_store = says_no_store(&header.headers);
+    if no_store && status < 500 {
+        // The next misses for this key skip the subrequest (an error page proves nothing).
+        pass.learn(routed.key.hash);
+    }
     let want_hash = status == 200
         && !header.headers.contains_key(ETAG)
         && route
             .spec
             .etag
             .applies_to(header.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()))
-        && !no_store(&header);
+        && !no_store;
     let mut body = Buffered {
         chunks: Vec::new(),
         complete: inner.ended(),
@@ -193,13 +201,6 @@ fn same_content(old: Option<EntityTag<'_>>, new: &ResponseHeader) -> bool {
         }
         _ => false,
     }
-}
-
-fn no_store(h: &ResponseHeader) -> bool {
-    h.headers
-        .get_all(CACHE_CONTROL)
-        .iter()
-        .any(|v| directives_of(v.as_bytes()).any(|d| d.is("no-store")))
 }
 
 /// Read the body while it fits the route's limit and the shared budget, hashing it. The hash

@@ -620,3 +620,87 @@ async fn a_stale_entry_refetched_with_the_same_bytes_counts_as_revalidated_uncha
         .await;
     assert_eq!((unchanged, changed), (1.0, 0.0));
 }
+
+/// Issue #15: a key whose response said `no-store` is remembered, and its next misses go
+/// through Pingora's pipeline without the inner subrequest or the cache; once the origin
+/// changes its mind the key is forgotten and its responses are tagged and stored again.
+#[tokio::test]
+async fn a_no_store_key_skips_the_subrequest_until_its_response_changes() {
+    let cacheable = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = cacheable.clone();
+    let o = Origin::start(move |_| {
+        let cc = if flag.load(std::sync::atomic::Ordering::SeqCst) {
+            "max-age=300"
+        } else {
+            "no-store"
+        };
+        Reply::ok("per-user page").header("cache-control", cc)
+    })
+    .await;
+    let gw = Gateway::single(&o, "", "").await;
+    let http = client();
+    let outcome = |o: &'static str| [("outcome", o)];
+
+    let first = http.get(gw.url("/me")).send().await.expect("first");
+    assert_eq!(first.status(), 200);
+    assert_eq!(header(&first, "etag"), None, "no-store gets no tag");
+    assert!(header(&first, "cache-status")
+        .expect("cs")
+        .contains("fwd=uri-miss"));
+    assert_eq!(
+        gw.metric(
+            "etagate_pass_through_predictions_total",
+            &outcome("learned")
+        )
+        .await,
+        1.0
+    );
+
+    for _ in 0..3 {
+        let r = http.get(gw.url("/me")).send().await.expect("predicted");
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "etag"), None);
+        let cs = header(&r, "cache-status").expect("cs").to_string();
+        assert!(cs.contains("fwd=bypass"), "{cs}");
+        assert_eq!(r.text().await.expect("body"), "per-user page");
+    }
+    assert_eq!(
+        gw.metric(
+            "etagate_pass_through_predictions_total",
+            &outcome("predicted")
+        )
+        .await,
+        3.0
+    );
+    // Another URL is not affected.
+    let other = http.get(gw.url("/other")).send().await.expect("other");
+    assert!(header(&other, "cache-status")
+        .expect("cs")
+        .contains("fwd=uri-miss"));
+
+    cacheable.store(true, std::sync::atomic::Ordering::SeqCst);
+    let changed = http.get(gw.url("/me")).send().await.expect("changed");
+    assert_eq!(changed.status(), 200);
+    assert_eq!(
+        gw.metric(
+            "etagate_pass_through_predictions_total",
+            &outcome("forgotten")
+        )
+        .await,
+        1.0
+    );
+    let stored = http.get(gw.url("/me")).send().await.expect("stored");
+    assert!(header(&stored, "etag").is_some(), "tagged again");
+    assert!(header(&stored, "cache-status")
+        .expect("cs")
+        .contains("stored"));
+    let hit = http.get(gw.url("/me")).send().await.expect("hit");
+    assert!(header(&hit, "cache-status")
+        .expect("cs")
+        .starts_with("etagate; hit"));
+    assert_eq!(
+        o.hits(),
+        1 + 3 + 1 + 1 + 1,
+        "every no-store request reached the origin"
+    );
+}

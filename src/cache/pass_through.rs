@@ -1,0 +1,147 @@
+//! Which keys answer `no-store`: learned from the responses themselves, so that later misses
+//! for them skip the inner subrequest (issue #15).
+//!
+//! A GET or HEAD that no stored response answers goes through an inner subrequest so that
+//! etagate can hold the response back, tag it and judge the client's preconditions. For a
+//! response that says `Cache-Control: no-store` none of that happens (it gets no tag, nobody
+//! keeps it to revalidate), yet the subrequest costs every such request a second HTTP/1
+//! round trip inside the process. Like pingora-cache's predictor for uncacheable keys, this
+//! remembers the keys whose last response said `no-store`, and their next requests go through
+//! Pingora's pipeline directly, without the cache.
+//!
+//! Bounded and forgetful:
+//!
+//! - at most [`CAPACITY`] keys (an LRU-ish `quick_cache`; about 3 MiB when full), so a client
+//!   walking endless URLs of a `no-store` API costs no more than that;
+//! - a key is remembered for [`REMEMBER_FOR`], then its next request takes the subrequest again
+//!   and relearns;
+//! - a key whose response, sent through the pipeline, no longer says `no-store` is forgotten at
+//!   once: the request after it is tagged and stored again. The one response in between goes
+//!   out untagged and unstored, which is the price of the prediction, the same one Pingora's own
+//!   predictor pays.
+//!
+//! Only `no-store` is learned. A `private` response still gets a content tag (so it needs the
+//! subrequest), and a response too large to hold back or of a skipped type may still be stored
+//! (its misses must go through the cache).
+
+use crate::metrics::METRICS;
+use pingora_cache::key::HashBinary;
+use quick_cache::sync::Cache;
+use std::time::{Duration, Instant};
+
+/// Keys remembered at most.
+pub const CAPACITY: usize = 65_536;
+/// How long a `no-store` answer is believed.
+pub const REMEMBER_FOR: Duration = Duration::from_secs(300);
+
+pub struct PassThrough {
+    /// Key → until when its requests skip the subrequest.
+    keys: Cache<HashBinary, Instant, quick_cache::UnitWeighter, ahash::RandomState>,
+}
+
+impl Default for PassThrough {
+    fn default() -> Self {
+        PassThrough::new(CAPACITY)
+    }
+}
+
+impl PassThrough {
+    pub fn new(capacity: usize) -> PassThrough {
+        PassThrough {
+            keys: Cache::with(
+                capacity,
+                capacity as u64,
+                quick_cache::UnitWeighter,
+                ahash::RandomState::new(),
+                Default::default(),
+            ),
+        }
+    }
+
+    /// Whether requests for `key` skip the subrequest now.
+    pub fn predicts(&self, key: &HashBinary) -> bool {
+        self.predicts_at(key, Instant::now())
+    }
+
+    fn predicts_at(&self, key: &HashBinary, now: Instant) -> bool {
+        match self.keys.get(key) {
+            Some(until) if until > now => {
+                METRICS.pass_through.with_label_values(&["predicted"]).inc();
+                true
+            }
+            Some(_) => {
+                self.keys.remove(key);
+                METRICS.pass_through.with_label_values(&["expired"]).inc();
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// The response for `key` said `no-store`.
+    pub fn learn(&self, key: HashBinary) {
+        self.learn_at(key, Instant::now());
+    }
+
+    fn learn_at(&self, key: HashBinary, now: Instant) {
+        if self.keys.get(&key).is_none() {
+            METRICS.pass_through.with_label_values(&["learned"]).inc();
+        }
+        self.keys.insert(key, now + REMEMBER_FOR);
+    }
+
+    /// The response for `key` came through the pipeline and no longer says `no-store`.
+    pub fn forget(&self, key: &HashBinary) {
+        if self.keys.remove(key).is_some() {
+            METRICS.pass_through.with_label_values(&["forgotten"]).inc();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u32) -> HashBinary {
+        let mut k = [0u8; 16];
+        k[..4].copy_from_slice(&i.to_le_bytes());
+        k
+    }
+
+    #[test]
+    fn learned_keys_are_predicted_until_they_expire_or_are_forgotten() {
+        let p = PassThrough::new(16);
+        let t0 = Instant::now();
+        assert!(!p.predicts_at(&key(1), t0), "nothing learned yet");
+        p.learn_at(key(1), t0);
+        p.learn_at(key(2), t0);
+        assert!(p.predicts_at(&key(1), t0 + Duration::from_secs(1)));
+        assert!(!p.predicts_at(&key(3), t0), "only what was learned");
+        p.forget(&key(1));
+        assert!(!p.predicts_at(&key(1), t0), "forgotten at once");
+        assert!(
+            !p.predicts_at(&key(2), t0 + REMEMBER_FOR + Duration::from_secs(1)),
+            "expired"
+        );
+        assert!(p.is_empty(), "an expired key is dropped when found");
+    }
+
+    #[test]
+    fn the_number_of_keys_is_bounded() {
+        let p = PassThrough::new(64);
+        let t0 = Instant::now();
+        for i in 0..10_000 {
+            p.learn_at(key(i), t0);
+        }
+        assert!(p.len() <= 64, "{} keys", p.len());
+        assert!(p.predicts_at(&key(9_999), t0), "the newest is kept");
+    }
+}
