@@ -444,13 +444,16 @@ run_wrk() {
     'BEGIN { x = 100 * (b - o) / (d / 1e6 * hz * n); if (x < 0) x = 0; printf "%.1f", x }')
   if [ "${f[requests]}" -eq 0 ]; then warn "no requests completed: $scen $row $size"; failures=$((failures + 1)); fi
   [ "$errs" -gt 0 ] && warn "$errs wrk errors: $scen $row $size run $run ($mode)"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+  # Server CPU per request: the server's process tree (pinned to its core), user + system.
+  local cpu_us
+  cpu_us=$(awk -v t=$((s1 - s0)) -v hz="$HZ" -v n="${f[requests]}" 'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print 0 }')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
     "$scen" "$row" "$size" "$run" "$mode" "${f[requests]}" "${f[duration_us]}" "${f[bytes]}" \
-    "${f[p50_us]}" "${f[p99_us]}" "$errs" "${f[n200]}" "${f[n304]}" "${f[nother]}" "$(cat "$rssf")" "$foreign" >"$WORK/last.tsv"
+    "${f[p50_us]}" "${f[p99_us]}" "$errs" "${f[n200]}" "${f[n304]}" "${f[nother]}" "$(cat "$rssf")" "$foreign" "$cpu_us" >"$WORK/last.tsv"
   LAST_FOREIGN=$foreign
   [ "$mode" = main ] || cat "$WORK/last.tsv" >>"$results"
-  printf '  %-4s %-12s %-5s run %s %-5s %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  other CPU %5s%%\n' "$scen" "$row" "$size" "$run" "$mode" \
-    "$(echo "${f[requests]} ${f[duration_us]}" | awk '{print $1 / ($2 / 1e6)}')" \
+  printf '  %-4s %-12s %-5s run %s %-5s %8.0f req/s  %6s µs CPU/req  p50 %6.2f ms  p99 %6.2f ms  other CPU %5s%%\n' "$scen" "$row" "$size" "$run" "$mode" \
+    "$(echo "${f[requests]} ${f[duration_us]}" | awk '{print $1 / ($2 / 1e6)}')" "$cpu_us" \
     "$(echo "${f[p50_us]}" | awk '{print $1 / 1000}')" "$(echo "${f[p99_us]}" | awk '{print $1 / 1000}')" "$foreign"
 }
 

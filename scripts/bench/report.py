@@ -5,7 +5,8 @@ Usage: report.py --results results.tsv --meta meta.tsv --out FILE
 
 results.tsv (one line per wrk run): scenario, row, size, run, mode (main|count), requests,
 duration_us, bytes, p50_us, p99_us, errors, n200, n304, nother, max RSS KiB, and the share of
-the machine's CPU time that other processes used during the run (percent).
+the machine's CPU time that other processes used during the run (percent), and the server's
+CPU time per request (µs: its process tree, user + system, over the run).
 meta.tsv: key, value (machine, date, version, wrk, runs, duration, warning, check, ...).
 """
 import argparse
@@ -49,8 +50,10 @@ def load(results):
         scen, row, size, run, mode = f[:5]
         req, dur, byt, p50, p99, err, n200, n304, noth, rss = (float(x or 0) for x in f[5:15])
         other = float(f[15]) if len(f) > 15 and f[15] else 0.0
+        cpu = float(f[16]) if len(f) > 16 and f[16] else 0.0
         rec = dict(rps=req / (dur / 1e6) if dur else 0.0, p50=p50 / 1000, p99=p99 / 1000,
-                   bpr=byt / req if req else 0.0, err=err, rss=rss, req=req, other=other)
+                   bpr=byt / req if req else 0.0, err=err, rss=rss, req=req, other=other,
+                   cpu=cpu)
         if mode == "main":
             main[(scen, row, size)].append(rec)
         elif mode == "count":
@@ -65,6 +68,7 @@ def load(results):
             rss=max(r["rss"] for r in runs),
             err=sum(r["err"] for r in runs),
             other=statistics.median(r["other"] for r in runs),
+            cpu=statistics.median(r["cpu"] for r in runs),
             other_max=max(r["other"] for r in runs),
             n=len(runs),
         )
@@ -105,15 +109,18 @@ def build(agg, count, meta):
     md.append("")
 
     # Full table.
-    head = ["system", "scenario", "body", "req/s", "p50 ms", "p99 ms", "max RSS", "errors", "other CPU"]
+    head = ["system", "scenario", "body", "req/s", "CPU µs/req", "p50 ms", "p99 ms", "max RSS",
+            "errors", "other CPU"]
     md.append("## All results\n")
-    md.append("Medians over the runs; RSS is the largest resident set (the server's whole process "
+    md.append("Medians over the runs; CPU µs/req is the server's CPU time (its process tree, "
+              "user + system, on its own core) divided by the requests it answered, which is "
+              "stable where req/s is capped by the load generator on the other core; RSS is the largest resident set (the server's whole process "
               "tree) sampled every 0.5 s during the measured runs; other CPU is the median share "
               "of the machine's CPU time used by processes outside the benchmark during a run "
               "(0% on a quiet machine).\n")
     md.append("| " + " | ".join(head) + " |")
     md.append("|" + "---|" * len(head))
-    widths = [28, 48, 8, 10, 8, 8, 9, 6, 9]
+    widths = [28, 48, 8, 10, 10, 8, 8, 9, 6, 9]
     txt.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
     for scen in SCEN:
         for size in sizes_of(agg, scen):
@@ -122,7 +129,7 @@ def build(agg, count, meta):
                 if not a:
                     continue
                 cells = [NAMES[row], SCEN[scen], SIZE_LABEL[size], f"{a['rps']:.0f}",
-                         f"{a['p50']:.2f}", f"{a['p99']:.2f}", mib(a["rss"]), f"{a['err']:.0f}",
+                         f"{a['cpu']:.1f}", f"{a['p50']:.2f}", f"{a['p99']:.2f}", mib(a["rss"]), f"{a['err']:.0f}",
                          f"{a['other']:.0f}%"]
                 md.append("| " + " | ".join(cells) + " |")
                 txt.append("  ".join(c.ljust(w) for c, w in zip(cells, widths)))
