@@ -19,6 +19,8 @@ echo "== load benchmark, smoke mode (checks the script runs; no timing is judged
 scripts/bench.sh --smoke --out "$(mktemp -d)/benchmarks.md"
 echo "== disk-tier hits beside nginx, smoke mode"
 scripts/bench-disk.sh --no-build --runs 1 --duration 1s --objects 300
+echo "== instructions per request beside nginx, smoke mode"
+scripts/instructions.sh --no-build --light 20 --heavy 120
 echo "== origin-offload replay, smoke mode"
 scripts/offload.sh --smoke --no-build
 echo "== soak, one minute"
