@@ -142,6 +142,9 @@ pub(crate) struct OriginExchange {
     pub(crate) tries: usize,
     /// Failures on pooled connections so far (see `Gateway::error_while_proxy`).
     pub(crate) stale_connection_failures: usize,
+    /// The owner answered from its own machinery (a 5xx without `Cache-Status`, or its peer
+    /// listener refused this node): the request moves on instead of relaying that answer.
+    pub(crate) owner_refused: bool,
     /// The origin's 304 during a revalidation, merged into the stored header.
     pub(crate) not_modified: Option<Box<ResponseHeader>>,
     /// This request's place among the upstream's requests in flight, held to its end.

@@ -679,6 +679,11 @@ impl ProxyHttp for Gateway {
         if client_reused {
             ctx.origin.stale_connection_failures += 1;
         }
+        if std::mem::take(&mut ctx.origin.owner_refused) && replayable {
+            // `upstream_response_filter` has moved the request on already.
+            e.set_retry(true);
+            return e;
+        }
         if ctx.routed().is_ok_and(|r| r.owner.is_some()) {
             // Only the owner's (or the link's) failure moves the request, and only while
             // nothing has gone to the client: a client that went away, or a response already
@@ -789,21 +794,28 @@ impl ProxyHttp for Gateway {
             ctx.origin.wait = ctx.origin.sent.map(|s| s.elapsed());
             strip_hop_by_hop(upstream_response);
             // etagate's own failures (overload, internal errors) carry no Cache-Status; an
-            // origin's 5xx relayed by the owner does, and says nothing about the owner.
-            let machinery = matches!(status, 500 | 503)
+            // origin's 5xx relayed by the owner does, and says nothing about the owner. A 403
+            // without one is the owner's peer listener refusing this node (a secret that
+            // differs, clocks apart): the owner is unusable from here just the same.
+            let machinery = matches!(status, 403 | 500 | 503)
                 && !upstream_response.headers.contains_key("cache-status");
-            let outcome = if machinery { "owner_error" } else { "ok" };
-            crate::metrics::METRICS
-                .cluster
-                .peer_requests
-                .with_label_values(&[&owner.name, outcome])
-                .inc();
-            if machinery {
-                if let Some(fleet) = self.fleet() {
-                    fleet.mark_down(&owner, &format!("answered {status} from its own machinery"));
-                }
+            if !machinery {
+                crate::metrics::METRICS
+                    .cluster
+                    .peer_requests
+                    .with_label_values(&[&owner.name, "ok"])
+                    .inc();
+                return Ok(());
             }
-            return Ok(());
+            // Nothing has gone to the client yet: mark the owner down and retry this request
+            // at the next member or the origin (`error_while_proxy`), rather than relay it.
+            let why = format!("answered {status} from its own machinery");
+            self.fail_over(ctx, "owner_error", &why);
+            ctx.origin.owner_refused = true;
+            return Error::e_explain(
+                ErrorType::HTTPStatus(status),
+                format!("the owner {} {why}", owner.name),
+            );
         }
         if let Some(sent) = ctx.origin.sent {
             let waited = sent.elapsed();

@@ -87,3 +87,86 @@ async fn g_forged_peer_requests_are_plain_clients_on_the_public_listener_and_ref
         assert_eq!(o.count(&path), 0, "{path} never reaches the origin");
     }
 }
+
+/// (g2) a member whose peer listener refuses the others (its secret was changed, a rotation
+/// half done) while they still count it up: their clients never see its 403. The request that
+/// meets the refusal is retried at the next member or the origin, the member is marked down,
+/// and its keys are answered elsewhere from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g2_an_owner_that_refuses_this_node_is_failed_over_not_relayed() {
+    let _l = fleet_lock().await;
+    let mut fleet = Fleet::new(Spec::cluster(3)).await;
+    // etagate-a and -b probe once at start and then not for a minute: the refusal below is met
+    // by requests first, as it would be between two probes.
+    for i in [0, 1] {
+        let path = &fleet.nodes[i].config_path;
+        let text = std::fs::read_to_string(path).expect("config");
+        assert!(text.contains("probe_interval: 500ms"), "{text}");
+        std::fs::write(
+            path,
+            text.replace("probe_interval: 500ms", "probe_interval: 60s"),
+        )
+        .expect("config");
+    }
+    // etagate-c first, so that the others' one probe finds it up.
+    fleet.start_nodes(&[2]).await;
+    fleet.start_nodes(&[0, 1]).await;
+    let c = fleet.client.clone();
+    let urls = paths("/g2/", 60);
+    let mut victims = Vec::new();
+    for u in &urls {
+        if c.get_ok(0, u).await.owner().as_deref() == Some(NAMES[2]) {
+            victims.push(u.clone());
+        }
+    }
+    assert!(
+        victims.len() >= 3,
+        "etagate-c owns some of the keys: {victims:?}"
+    );
+
+    // etagate-c comes back with another secret.
+    fleet.kill9(2);
+    let path = fleet.nodes[2].config_path.clone();
+    let other = path.with_file_name("other-secret");
+    std::fs::write(&other, "another-peer-secret-0123456789abcdef").expect("secret");
+    let text = std::fs::read_to_string(&path).expect("config");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let at = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("secret_file:"))
+        .expect("a secret_file line");
+    lines[at] = format!("  secret_file: {}", other.display());
+    std::fs::write(&path, lines.join("\n") + "\n").expect("config");
+    fleet.restart(2).await;
+
+    for u in &victims {
+        let r = c.get(0, u).await.unwrap_or_else(|e| panic!("{u}: {e}"));
+        assert_eq!(
+            r.status,
+            200,
+            "{u}: the refusal must not reach the client: {}",
+            r.text()
+        );
+        assert_eq!(r.text(), fleet.origin.body(u), "{u}");
+        assert_ne!(r.owner().as_deref(), Some(NAMES[2]), "{u}");
+    }
+    let failovers = c
+        .metric(0, "etagate_peer_failovers_total", &[("member", NAMES[2])])
+        .await;
+    let refused = c
+        .metric(
+            0,
+            "etagate_peer_requests_total",
+            &[("member", NAMES[2]), ("outcome", "owner_error")],
+        )
+        .await;
+    eprintln!(
+        "(g2) {} keys of etagate-c asked of etagate-a after its secret changed: all 200; failovers {failovers}, owner_error {refused}",
+        victims.len()
+    );
+    assert_eq!(
+        failovers, 1.0,
+        "one refusal marks it down; the rest go elsewhere at once"
+    );
+    assert_eq!(refused, 1.0);
+}
