@@ -1,5 +1,6 @@
-//! Which keys answer `no-store`: learned from the responses themselves, so that later misses
-//! for them skip the inner subrequest (issue #15).
+//! Which keys answer `no-store` or `private`: learned from the responses themselves, so that
+//! later misses for them skip the inner subrequest (issue #15) or, in a fleet, the owner
+//! (issue #13).
 //!
 //! A GET or HEAD that no stored response answers goes through an inner subrequest so that
 //! etagate can hold the response back, tag it and judge the client's preconditions. For a
@@ -20,9 +21,11 @@
 //!   out untagged and unstored, which is the price of the prediction, the same one Pingora's own
 //!   predictor pays.
 //!
-//! Only `no-store` is learned. A `private` response still gets a content tag (so it needs the
-//! subrequest), and a response too large to hold back or of a skipped type may still be stored
-//! (its misses must go through the cache).
+//! `no-store` skips the subrequest. A `private` response still gets a content tag (so it needs
+//! the subrequest); in a fleet it is the one thing learned for it: no member may share it, so
+//! its next requests go to the origin from the member the client reached instead of through
+//! the key's owner (`docs/fleet.md`). A response too large to hold back or of a skipped type is
+//! not learned: it may still be stored, and its misses must go through the cache.
 
 use crate::metrics::METRICS;
 use pingora_cache::key::HashBinary;
@@ -34,9 +37,18 @@ pub const CAPACITY: usize = 65_536;
 /// How long a `no-store` answer is believed.
 pub const REMEMBER_FOR: Duration = Duration::from_secs(300);
 
+/// What the last response for a key said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unshared {
+    /// `no-store`: no subrequest, no cache, no owner.
+    NoStore,
+    /// `private`: no owner (the subrequest still tags it).
+    Private,
+}
+
 pub struct PassThrough {
-    /// Key → until when its requests skip the subrequest.
-    keys: Cache<HashBinary, Instant, quick_cache::UnitWeighter, ahash::RandomState>,
+    /// Key → what it said, and until when that is believed.
+    keys: Cache<HashBinary, (Instant, Unshared), quick_cache::UnitWeighter, ahash::RandomState>,
 }
 
 impl Default for PassThrough {
@@ -58,39 +70,54 @@ impl PassThrough {
         }
     }
 
-    /// Whether requests for `key` skip the subrequest now.
-    pub fn predicts(&self, key: &HashBinary) -> bool {
-        self.predicts_at(key, Instant::now())
+    /// What the last response for `key` said, while it is believed.
+    pub fn predict(&self, key: &HashBinary) -> Option<Unshared> {
+        self.predict_at(key, Instant::now())
     }
 
+    /// Whether requests for `key` skip the subrequest now.
+    pub fn predicts(&self, key: &HashBinary) -> bool {
+        self.predict(key) == Some(Unshared::NoStore)
+    }
+
+    #[cfg(test)]
     fn predicts_at(&self, key: &HashBinary, now: Instant) -> bool {
+        self.predict_at(key, now) == Some(Unshared::NoStore)
+    }
+
+    fn predict_at(&self, key: &HashBinary, now: Instant) -> Option<Unshared> {
         match self.keys.get(key) {
-            Some(until) if until > now => {
+            Some((until, what)) if until > now => {
                 METRICS.pass_through.with_label_values(&["predicted"]).inc();
-                true
+                Some(what)
             }
             Some(_) => {
                 self.keys.remove(key);
                 METRICS.pass_through.with_label_values(&["expired"]).inc();
-                false
+                None
             }
-            None => false,
+            None => None,
         }
     }
 
     /// The response for `key` said `no-store`.
     pub fn learn(&self, key: HashBinary) {
-        self.learn_at(key, Instant::now());
+        self.learn_at(key, Unshared::NoStore, Instant::now());
     }
 
-    fn learn_at(&self, key: HashBinary, now: Instant) {
+    /// The response for `key` said `what`.
+    pub fn learn_that(&self, key: HashBinary, what: Unshared) {
+        self.learn_at(key, what, Instant::now());
+    }
+
+    fn learn_at(&self, key: HashBinary, what: Unshared, now: Instant) {
         if self.keys.get(&key).is_none() {
             METRICS.pass_through.with_label_values(&["learned"]).inc();
         }
-        self.keys.insert(key, now + REMEMBER_FOR);
+        self.keys.insert(key, (now + REMEMBER_FOR, what));
     }
 
-    /// The response for `key` came through the pipeline and no longer says `no-store`.
+    /// The response for `key` no longer says what was learned.
     pub fn forget(&self, key: &HashBinary) {
         if self.keys.remove(key).is_some() {
             METRICS.pass_through.with_label_values(&["forgotten"]).inc();
@@ -121,8 +148,8 @@ mod tests {
         let p = PassThrough::new(16);
         let t0 = Instant::now();
         assert!(!p.predicts_at(&key(1), t0), "nothing learned yet");
-        p.learn_at(key(1), t0);
-        p.learn_at(key(2), t0);
+        p.learn_at(key(1), Unshared::NoStore, t0);
+        p.learn_at(key(2), Unshared::NoStore, t0);
         assert!(p.predicts_at(&key(1), t0 + Duration::from_secs(1)));
         assert!(!p.predicts_at(&key(3), t0), "only what was learned");
         p.forget(&key(1));
@@ -135,11 +162,22 @@ mod tests {
     }
 
     #[test]
+    fn a_private_key_skips_the_owner_but_not_the_subrequest() {
+        let p = PassThrough::new(16);
+        let t0 = Instant::now();
+        p.learn_at(key(1), Unshared::Private, t0);
+        assert_eq!(p.predict_at(&key(1), t0), Some(Unshared::Private));
+        assert!(!p.predicts_at(&key(1), t0), "the subrequest still tags it");
+        p.learn_at(key(1), Unshared::NoStore, t0);
+        assert!(p.predicts_at(&key(1), t0), "the last answer counts");
+    }
+
+    #[test]
     fn the_number_of_keys_is_bounded() {
         let p = PassThrough::new(64);
         let t0 = Instant::now();
         for i in 0..10_000 {
-            p.learn_at(key(i), t0);
+            p.learn_at(key(i), Unshared::NoStore, t0);
         }
         assert!(p.len() <= 64, "{} keys", p.len());
         assert!(p.predicts_at(&key(9_999), t0), "the newest is kept");

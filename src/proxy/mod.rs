@@ -53,11 +53,12 @@ mod hook_tests;
 
 use crate::access_log::{AccessLogger, AccessRecord};
 use crate::cache::entry::FillPolicy;
+use crate::cache::pass_through::Unshared;
 use crate::cache::storage::Found;
 use crate::cache::SharedCache;
 use crate::cluster::{auth as peer_auth, Fleet, Member};
 use crate::control::{Control, ProcessState};
-use crate::http::cache_control::says_no_store;
+use crate::http::cache_control::{says_no_store, says_private};
 use crate::http::etag::is_content_etag;
 use crate::http::headers::strip_hop_by_hop;
 use crate::http::preconditions::{is_conditional, CONDITIONAL_FIELDS};
@@ -465,7 +466,13 @@ impl ProxyHttp for Gateway {
                 Ok(false)
             }
             Plan::Fetch { lookup: true, .. } if self.fleet.is_some() => {
-                match self.owner_of(session.req_header(), ctx.routed()?) {
+                // A key whose last response nobody may share goes to the origin from here.
+                let unshared = self.cache.pass_through.predict(&ctx.routed()?.key.hash);
+                let owner = match unshared {
+                    Some(_) => None,
+                    None => self.owner_of(session.req_header(), ctx.routed()?),
+                };
+                match owner {
                     Some(owner) => {
                         // The owner's cache answers; this node keeps no copy (docs/fleet.md).
                         let routed = ctx.routed_mut()?;
@@ -805,6 +812,20 @@ impl ProxyHttp for Gateway {
                     .peer_requests
                     .with_label_values(&[&owner.name, "ok"])
                     .inc();
+                // Nobody may share it: its next requests skip the owner (`cache::pass_through`).
+                let h = &upstream_response.headers;
+                let unshared = if says_no_store(h) {
+                    Some(Unshared::NoStore)
+                } else if says_private(h) {
+                    Some(Unshared::Private)
+                } else {
+                    None
+                };
+                if let Some(what) = unshared.filter(|_| status < 500) {
+                    self.cache
+                        .pass_through
+                        .learn_that(ctx.routed()?.key.hash, what);
+                }
                 return Ok(());
             }
             // Nothing has gone to the client yet: mark the owner down and retry this request

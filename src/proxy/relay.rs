@@ -16,7 +16,7 @@ use super::stored::serve_stale_on_error;
 use super::subrequest::{Inner, InnerReport, Piece};
 use crate::cache::pass_through::PassThrough;
 use crate::cache::storage::MemStore;
-use crate::http::cache_control::says_no_store;
+use crate::http::cache_control::{says_no_store, says_private};
 use crate::http::etag::{is_content_etag, EntityTag};
 use crate::http::headers::{content_length, set_content_etag};
 use bytes::Bytes;
@@ -95,9 +95,15 @@ async fn relay(
     let config = routed.config.clone();
 
     let no_store = says_no_store(&header.headers);
-    if no_store && status < 500 {
-        // The next misses for this key skip the subrequest (an error page proves nothing).
-        pass.learn(routed.key.hash);
+    if status < 500 {
+        // An error page proves nothing either way.
+        if no_store {
+            // The next misses for this key skip the subrequest.
+            pass.learn(routed.key.hash);
+        } else if !says_private(&header.headers) {
+            // A key a member learned was private (and so kept from its owner) is shared again.
+            pass.forget(&routed.key.hash);
+        }
     }
     let want_hash = status == 200
         && !header.headers.contains_key(ETAG)

@@ -244,3 +244,48 @@ async fn b_sharded_fleet_holds_a_working_set_of_two_and_a_half_budgets() {
          on average"
     );
 }
+
+/// (j) uncacheable responses do not go through an owner: the first request for a key cannot
+/// know, and goes to its owner; its `private` or `no-store` answer is remembered by the member
+/// the client reached, whose next requests for that key go to the origin directly (one
+/// `Cache-Status` entry, its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn j_private_and_no_store_responses_skip_the_owner_after_the_first() {
+    let _l = fleet_lock().await;
+    let fleet = Fleet::start(Spec::cluster(3)).await;
+    fleet
+        .origin
+        .rule(Rule::new("/j/p/").cache_control("private"));
+    fleet
+        .origin
+        .rule(Rule::new("/j/n/").cache_control("no-store"));
+    let c = &fleet.client;
+    let mut checked = 0;
+    for prefix in ["/j/p/", "/j/n/"] {
+        for u in paths(prefix, 30) {
+            let first = c.get_ok(0, &u).await;
+            let entries = first.cache_status();
+            if entries.first().map(|e| e.name.as_str()) == Some(NAMES[0]) {
+                continue; // etagate-a owns it: nothing to skip
+            }
+            assert_eq!(
+                entries.len(),
+                2,
+                "{u}: first through its owner: {entries:?}"
+            );
+            let second = c.get_ok(0, &u).await;
+            let entries = second.cache_status();
+            assert_eq!(
+                entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+                [NAMES[0]],
+                "{u}: then straight to the origin from etagate-a: {:?}",
+                second.header("cache-status")
+            );
+            assert_eq!(second.text(), fleet.origin.body(&u));
+            assert_eq!(fleet.origin.count(&u), 2, "{u}: both reached the origin");
+            checked += 1;
+        }
+    }
+    eprintln!("(j) {checked} private or no-store keys owned elsewhere: the second request skipped the owner");
+    assert!(checked >= 10, "{checked}");
+}
