@@ -96,9 +96,12 @@ impl Freshness {
     /// When the stored response stops being fresh (ignoring `no-cache`).
     pub fn fresh_until(&self) -> SystemTime {
         let remaining = self.lifetime.saturating_sub(self.initial_age);
+        // Saturating: a response time read back from disk is untrusted and may lie near the
+        // end of the representable time.
         self.response_time
             .checked_add(remaining)
-            .unwrap_or(self.response_time + Duration::from_secs(1 << 40))
+            .or_else(|| self.response_time.checked_add(Duration::from_secs(1 << 40)))
+            .unwrap_or(self.response_time)
     }
 }
 
@@ -187,6 +190,17 @@ mod tests {
         let mut stale = fresh_for(10);
         stale.invalidate(t0() + secs(30));
         assert_eq!(stale.lifetime, secs(10));
+    }
+
+    #[test]
+    fn fresh_until_never_overflows() {
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(i64::MAX as u64 - 10);
+        let f = Freshness {
+            lifetime: Duration::MAX,
+            response_time: far,
+            ..Freshness::plain(Duration::ZERO, far)
+        };
+        assert!(f.fresh_until() >= far);
     }
 
     #[test]
