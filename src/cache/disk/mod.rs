@@ -67,8 +67,8 @@ struct Variant {
 #[derive(Default)]
 struct Index {
     keys: HashMap<HashBinary, Vec<Variant>>,
-    /// Write order, for eviction: (seq, key, variance). Entries whose seq no longer matches
-    /// (rewritten or removed) are skipped.
+    /// Use order (written or read for a hit), for eviction: (seq, key, variance). Entries whose
+    /// seq no longer matches (used since, rewritten or removed) are skipped.
     fifo: VecDeque<(u64, HashBinary, Option<HashBinary>)>,
     bytes: u64,
     objects: usize,
@@ -441,10 +441,41 @@ impl DiskStore {
                 if meta.primary == primary && meta.variance == variance_wanted =>
             {
                 METRICS.disk.reads.inc();
+                self.touch(&primary, &variance_wanted);
                 Some((meta, head, body))
             }
             Ok(_) => self.unreadable(primary, variance_wanted, "holds another key"),
             Err(e) => self.unreadable(primary, variance_wanted, &e),
+        }
+    }
+
+    /// A response read for a hit moves to the young end of the eviction order: eviction is by
+    /// last use (a read or the write), not by write time alone. The old place is left behind
+    /// and skipped (its sequence number no longer matches), and compacted with the others.
+    fn touch(&self, primary: &HashBinary, variance: &Option<HashBinary>) {
+        let mut ix = self.index.lock();
+        ix.seq += 1;
+        let seq = ix.seq;
+        let Some(v) = ix
+            .keys
+            .get_mut(primary)
+            .and_then(|l| l.iter_mut().find(|v| v.variance == *variance))
+        else {
+            return;
+        };
+        v.seq = seq;
+        ix.fifo.push_back((seq, *primary, *variance));
+        self.compact(&mut ix);
+    }
+
+    /// Drop the stale places in the eviction order before they outnumber the objects.
+    fn compact(&self, ix: &mut Index) {
+        if ix.fifo.len() > 2 * ix.objects + 1024 {
+            let Index { keys, fifo, .. } = ix;
+            fifo.retain(|(seq, k, var)| {
+                keys.get(k)
+                    .is_some_and(|l| l.iter().any(|v| v.seq == *seq && v.variance == *var))
+            });
         }
     }
 
@@ -574,15 +605,9 @@ impl DiskStore {
         ix.objects = ix.objects - gone + 1;
         ix.fifo.push_back((seq, primary, entry.variance));
         self.evict(&mut ix, &mut doomed);
-        // Rewrites and purges leave stale places in the write order, which eviction would
-        // only skip: drop them before they outnumber the objects.
-        if ix.fifo.len() > 2 * ix.objects + 1024 {
-            let Index { keys, fifo, .. } = &mut *ix;
-            fifo.retain(|(seq, k, var)| {
-                keys.get(k)
-                    .is_some_and(|l| l.iter().any(|v| v.seq == *seq && v.variance == *var))
-            });
-        }
+        // Rewrites, reads and purges leave stale places in the order, which eviction would
+        // only skip.
+        self.compact(&mut ix);
         let (objects, total) = (ix.objects, ix.bytes);
         drop(ix);
         for p in doomed {
@@ -984,6 +1009,33 @@ mod tests {
             "the rest stays"
         );
         b.release();
+    }
+
+    #[tokio::test]
+    async fn eviction_spares_what_was_read_recently() {
+        let dir = tempfile::tempdir().expect("dir");
+        let d = store(dir.path(), 1 << 20);
+        let body = vec![b'x'; 100 << 10];
+        for i in 0..10 {
+            d.write(key(i), &entry(&body, &[], &format!("http://a.test/{i}")));
+        }
+        flush(d);
+        assert!(
+            d.find(key(0), &HeaderMap::new()).await.is_some(),
+            "all ten fit"
+        );
+        d.write(key(10), &entry(&body, &[], "http://a.test/10"));
+        flush(d);
+        assert!(
+            d.find(key(0), &HeaderMap::new()).await.is_some(),
+            "the oldest write, read since, stays"
+        );
+        assert!(
+            d.find(key(1), &HeaderMap::new()).await.is_none(),
+            "the least recently used goes"
+        );
+        assert!(d.find(key(10), &HeaderMap::new()).await.is_some());
+        d.release();
     }
 
     #[tokio::test]
