@@ -27,6 +27,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+/// The outcomes `etagate_peer_requests_total` counts, per member.
+pub const PEER_OUTCOMES: [&str; 5] = ["ok", "owner_error", "refused", "timeout", "error"];
+
 /// One member of the fleet (this node included).
 pub struct Member {
     pub name: Arc<str>,
@@ -168,6 +171,19 @@ impl Fleet {
             })
             .collect();
         let c = &METRICS.cluster;
+        // A member that left takes its series along: with DNS discovery names are addresses,
+        // and pods come and go, so keeping them would grow the metrics without bound.
+        let before = self.membership.load();
+        for gone in before
+            .members
+            .iter()
+            .filter(|old| !members.iter().any(|m| m.name == old.name))
+        {
+            for outcome in PEER_OUTCOMES {
+                let _ = c.peer_requests.remove_label_values(&[&gone.name, outcome]);
+            }
+            let _ = c.failovers.remove_label_values(&[&gone.name]);
+        }
         c.members.set(members.len() as i64);
         c.member_up.reset();
         for m in &members {
@@ -374,6 +390,20 @@ mod tests {
             let owner = fleet.owner(&k.to_le_bytes());
             assert!(owner.is_none_or(|m| &*m.name != "b"));
         }
+    }
+
+    #[test]
+    fn a_member_that_leaves_takes_its_metric_series_along() {
+        let f = Fleet::new(&spec(&[("leaving-b", 2), ("staying-c", 3)]), "secret");
+        let c = &METRICS.cluster;
+        for name in ["leaving-b", "staying-c"] {
+            c.peer_requests.with_label_values(&[name, "ok"]).inc();
+            c.failovers.with_label_values(&[name]).inc();
+        }
+        f.reconfigure(&spec(&[("staying-c", 3)]), "secret");
+        let text = String::from_utf8(METRICS.render()).expect("utf-8");
+        assert!(!text.contains("leaving-b"), "{text}");
+        assert!(text.contains("staying-c"));
     }
 
     #[test]
