@@ -172,9 +172,15 @@ pub fn run(cli: Cli) -> ExitCode {
     let mut peers = None;
     if let (Some(f), Some(spec)) = (&fleet, &cfg_cluster) {
         gateway = gateway.in_fleet(f.clone(), control.clone());
+        // The same connection cap and header deadline as the public listener: connections
+        // are accepted before a member proves itself, so a flood of them must be bounded here
+        // too.
         let mut service = Service::new(
             "etagate peers".to_string(),
-            pingora_proxy::http_proxy(&server.configuration, gateway.for_peers()),
+            connections::ConnectionGate::new(
+                pingora_proxy::http_proxy(&server.configuration, gateway.for_peers()),
+                live.clone(),
+            ),
         );
         service.add_tcp(&spec.listen.to_string());
         peers = Some(service);
