@@ -123,7 +123,8 @@ PID_nginx=${PIDS[-1]}
 wait_http "http://127.0.0.1:$P_NGINX/d/0" || { cat "$WORK/nginx/error.log" >&2; exit 1; }
 
 metric() { # NAME{LABELS} from etagate's metrics
-  curl -s --max-time 2 "http://127.0.0.1:$P_ADMIN/metrics" | awk -v m="$1" '$1 == m { print $2; exit }'
+  # awk reads to the end: leaving early would make curl fail with a write error (pipefail).
+  curl -s --max-time 2 "http://127.0.0.1:$P_ADMIN/metrics" | awk -v m="$1" '$1 == m && !found { v = $2; found = 1 } END { print v }'
 }
 HZ=$(getconf CLK_TCK)
 

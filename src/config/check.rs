@@ -540,6 +540,7 @@ fn server(s: &schema::ServerConf, r: &mut Reporter) -> ServerSettings {
         ca_file: s.ca_file.clone(),
         max_connections: s.max_connections,
         header_timeout: s.header_timeout,
+        watch_config: s.watch_config,
     }
 }
 

@@ -38,6 +38,21 @@ pub struct Config {
     pub cluster: Option<ClusterSpec>,
 }
 
+impl Config {
+    /// The files a reload reads: the config file and the secrets and CAs it names (TLS
+    /// certificates are loaded by the listeners at start, and a reload does not change them).
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let ConfigSource::File(path) = &self.source else {
+            return Vec::new();
+        };
+        let mut files = vec![path.clone()];
+        files.extend(self.admin.token_file.iter().map(PathBuf::from));
+        files.extend(self.cluster.iter().map(|c| PathBuf::from(&c.secret_file)));
+        files.extend(self.server.ca_file.iter().map(PathBuf::from));
+        files
+    }
+}
+
 /// Fleet membership and peer settings, as configured. Members found by DNS join at run time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterSpec {
@@ -108,6 +123,8 @@ pub struct ServerSettings {
     pub max_connections: usize,
     /// Time a new connection has for its first request header (reloadable).
     pub header_timeout: Duration,
+    /// Reload when the config file or a file it names changes (read at start).
+    pub watch_config: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -383,6 +383,9 @@ pub struct ServerConf {
     /// A new connection must send its first complete request header within this. Default 10s.
     #[serde(default = "default_header_timeout", with = "humantime_serde")]
     pub header_timeout: Duration,
+    /// Reload when the config file, or a file it names, changes. Default false.
+    #[serde(default)]
+    pub watch_config: bool,
 }
 
 impl Default for ServerConf {
@@ -396,6 +399,7 @@ impl Default for ServerConf {
             ca_file: None,
             max_connections: default_max_connections(),
             header_timeout: default_header_timeout(),
+            watch_config: false,
         }
     }
 }

@@ -133,6 +133,9 @@ fn needs_upgrade(old: &RuntimeConfig, new: &RuntimeConfig) -> Vec<String> {
     if o.ca_file != n.ca_file {
         out.push("server.ca_file".to_string());
     }
+    if o.watch_config != n.watch_config {
+        out.push("server.watch_config".to_string());
+    }
     // The peer listener is bound at start, and peers know this node by name and address.
     match (&old.cluster, &new.cluster) {
         (None, None) => {}

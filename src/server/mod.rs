@@ -8,6 +8,7 @@
 
 pub mod connections;
 pub mod tasks;
+pub mod watch;
 
 use crate::access_log::AccessLogger;
 use crate::admin::AdminApp;
@@ -134,6 +135,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let etag_budget = cfg.config.etag_buffer_budget;
     let cfg_cluster = cfg.config.cluster.clone();
     let cfg_secret = cfg.cluster_secret.clone();
+    let watch_config = cfg.config.server.watch_config;
     let live = LiveConfig::new(cfg);
 
     let mut server = Server::new_with_opt_and_conf(opt, conf);
@@ -232,6 +234,12 @@ pub fn run(cli: Cli) -> ExitCode {
         "health checks",
         tasks::HealthChecks::new(live),
     ));
+    if watch_config {
+        server.add_service(background_service(
+            "config watch",
+            watch::ConfigWatch::new(control.clone()),
+        ));
+    }
     log::info!("etagate {} starting", env!("CARGO_PKG_VERSION"));
     server.run(RunArgs {
         shutdown_signal: Box::new(tasks::DrainingSignals {

@@ -431,3 +431,89 @@ async fn sigterm_drains_before_closing_the_listeners() {
     );
     assert_eq!(gw.metric("etagate_ready", &[]).await, 0.0);
 }
+
+/// GET `path` until it answers `want` (10 s at most); whether it did.
+async fn until_body(gw: &Gateway, path: &str, want: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if body(gw, path).await == want {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Issue #17: `server.watch_config` reloads on a plain write, on a file renamed over the
+/// config, and on the symlink swap Kubernetes does for a mounted ConfigMap; a bad change is
+/// rejected and counted, and the running config stays.
+#[tokio::test]
+async fn watch_config_follows_writes_renames_and_kubernetes_symlink_swaps() {
+    let (a, b) = origins().await;
+    let ports = Ports::new();
+    let dir = ports.dir.path().to_path_buf();
+    let with_watch = |which: &str| {
+        config(&ports, &a, &b, which, "64MiB")
+            .replace("server:\n", "server:\n  watch_config: true\n")
+    };
+    let (to_a, to_b) = (with_watch("a"), with_watch("b"));
+    let gw = Gateway::start_with(ports, &to_a, &[]).await;
+    assert_eq!(body(&gw, "/dyn").await, "A");
+    let path = gw.config_path.clone();
+
+    // A plain write.
+    std::fs::write(&path, &to_b).expect("write");
+    assert!(
+        until_body(&gw, "/dyn", "B").await,
+        "a write is picked up; log:\n{}",
+        gw.log()
+    );
+
+    // A file renamed over it.
+    let tmp = dir.join("etagate.yaml.new");
+    std::fs::write(&tmp, &to_a).expect("write");
+    std::fs::rename(&tmp, &path).expect("rename");
+    assert!(
+        until_body(&gw, "/dyn", "A").await,
+        "a rename-over is picked up"
+    );
+
+    // Kubernetes: etagate.yaml -> ..data/etagate.yaml, ..data -> ..v1; an update writes ..v2
+    // and swaps ..data by renaming a new symlink over it.
+    std::fs::create_dir(dir.join("..v1")).expect("v1");
+    std::fs::write(dir.join("..v1/etagate.yaml"), &to_b).expect("v1 config");
+    std::os::unix::fs::symlink("..v1", dir.join("..data")).expect("..data");
+    std::os::unix::fs::symlink("..data/etagate.yaml", dir.join("etagate.yaml.link")).expect("link");
+    std::fs::rename(dir.join("etagate.yaml.link"), &path).expect("link over the file");
+    assert!(
+        until_body(&gw, "/dyn", "B").await,
+        "the config became a ConfigMap-style link"
+    );
+    std::fs::create_dir(dir.join("..v2")).expect("v2");
+    std::fs::write(dir.join("..v2/etagate.yaml"), &to_a).expect("v2 config");
+    std::os::unix::fs::symlink("..v2", dir.join("..data_tmp")).expect("..data_tmp");
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).expect("swap ..data");
+    assert!(
+        until_body(&gw, "/dyn", "A").await,
+        "a ConfigMap update is picked up"
+    );
+
+    // A bad change: rejected, counted, the running config stays.
+    let failures = gw
+        .metric("etagate_config_reloads_total", &[("result", "failure")])
+        .await;
+    std::fs::create_dir(dir.join("..v3")).expect("v3");
+    std::fs::write(dir.join("..v3/etagate.yaml"), "listeners: [oops\n").expect("bad");
+    std::os::unix::fs::symlink("..v3", dir.join("..data_tmp")).expect("..data_tmp");
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).expect("swap ..data");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut now = failures;
+    while now == failures && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        now = gw
+            .metric("etagate_config_reloads_total", &[("result", "failure")])
+            .await;
+    }
+    assert_eq!(now, failures + 1.0, "one failed reload for one bad write");
+    assert_eq!(body(&gw, "/dyn").await, "A", "the running config stays");
+}
