@@ -1068,11 +1068,14 @@ async fn a_fill_of_ten_times_the_disk_budget_stays_within_it() {
         "etagate_cache_disk_budget_bytes"
     );
     // A walk of the directory is not one instant: it can count a file that is removed while it
-    // walks and one written after (the store removes before it writes, one file at a time), so
-    // it may overstate the directory by one object. The gauge and the final walk are exact.
+    // walks and one written after (the store removes before it writes, one file at a time),
+    // and a file renamed from its temporary name while the walk lists its directory may be
+    // listed under both names (readdir leaves that unspecified), so it may overstate the
+    // directory by up to two objects (seen once in CI: 92 KiB over). The gauge and the final
+    // walk are exact.
     let largest = (0..OBJECTS).map(medium).max().unwrap_or(0) as u64 + 4 * KIB as u64;
     assert!(
-        max_files <= BUDGET + largest,
+        max_files <= BUDGET + 2 * largest,
         "the files under the path reached {max_files} bytes"
     );
     assert!(final_files <= BUDGET, "{final_files} bytes at the end");
