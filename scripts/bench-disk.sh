@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
     --duration) duration=$2; shift ;;
     --objects) objects=$2; shift ;;
     --size) size=$2; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
@@ -52,27 +52,6 @@ for i in range(n):
     with open(os.path.join(d, str(i)), "wb") as f:
         f.write(os.urandom(size))
 PY
-
-nginx_conf() { # PREFIX BODY
-  mkdir -p "$1/tmp"
-  cat >"$1/nginx.conf" <<EOF
-daemon off;
-master_process on;
-worker_processes 1;
-pid $1/nginx.pid;
-error_log $1/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile on; tcp_nopush on; tcp_nodelay on;
-  keepalive_requests 1000000; keepalive_timeout 120s;
-  default_type application/octet-stream;
-  client_body_temp_path $1/tmp; proxy_temp_path $1/tmp; fastcgi_temp_path $1/tmp;
-  uwsgi_temp_path $1/tmp; scgi_temp_path $1/tmp;
-  $2
-}
-EOF
-}
 
 nginx_conf "$WORK/origin" "server { listen 127.0.0.1:$P_ORIGIN; root $WORK/www;
     location = /__status { stub_status; }
@@ -122,10 +101,7 @@ start_server nginx taskset -c 0 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.con
 PID_nginx=${PIDS[-1]}
 wait_http "http://127.0.0.1:$P_NGINX/d/0" || { cat "$WORK/nginx/error.log" >&2; exit 1; }
 
-metric() { # NAME{LABELS} from etagate's metrics
-  # awk reads to the end: leaving early would make curl fail with a write error (pipefail).
-  curl -s --max-time 2 "http://127.0.0.1:$P_ADMIN/metrics" | awk -v m="$1" '$1 == m && !found { v = $2; found = 1 } END { print v }'
-}
+metric() { etagate_metric "$P_ADMIN" "$1"; }
 HZ=$(getconf CLK_TCK)
 
 # Every object through each server once (keep-alive, sequential), twice: the second pass finds
@@ -168,7 +144,7 @@ for run in $(seq 1 "$runs"); do
     rps=$(awk '/^Requests\/sec/ { print $2 }' "$WORK/wrk.txt")
     p99=$(awk '$1 == "99%" { print $2 }' "$WORK/wrk.txt")
     errors=$(awk '/Non-2xx|Socket errors/ { print }' "$WORK/wrk.txt" | tr '\n' ' ')
-    cpu_us=$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+    cpu_us=$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="${reqs:-0}" 'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print 0 }')
     disk_share=""
     if [ "$sys" = etagate ]; then
       disk_share=$(awk -v d0="${d0:-0}" -v d1="${d1:-0}" -v m0="${m0:-0}" -v m1="${m1:-0}" \

@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
     --systems) systems_wanted=$2; shift ;;
     --scenarios) scenarios_wanted=$2; shift ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift

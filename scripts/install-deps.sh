@@ -7,7 +7,7 @@ want=(cmake)                      # Pingora's zlib-ng build
 case "${1:-build}" in
   build) ;;
   test)  want+=(prometheus) ;;    # promtool and the Prometheus server used by the metrics tests
-  bench) want+=(nginx varnish trafficserver wrk util-linux python3 valgrind) ;;   # scripts/bench.sh, scripts/offload.sh, scripts/instructions.sh
+  bench) want+=(nginx varnish trafficserver wrk util-linux python3 valgrind) ;;   # scripts/bench.sh, bench-disk.sh, offload.sh, instructions.sh
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 command -v node >/dev/null 2>&1 || want+=(nodejs)     # the HTTP caching conformance suite

@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
     --requests) requests=$2; shift ;;
     --rate) rate=$2; shift ;;
     --out) out=$2; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift

@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
     --report) report=$2; shift ;;
     --no-build) build=0 ;;
     --rate) rate=$2; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift

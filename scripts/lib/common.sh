@@ -68,3 +68,41 @@ tree_ticks() { # utime + stime of PID and its descendants
   done
   echo "$total"
 }
+
+# usage: the calling script's header comment (line 2 up to `set -euo`), without the `# `.
+usage() {
+  sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+}
+
+# nginx_conf PREFIX HTTP_BODY [MASTER]: $PREFIX/nginx.conf for one foreground nginx with one
+# worker (MASTER "off" for a single process, e.g. under valgrind), access log off, keep-alive
+# for the whole run, its temporary files under $PREFIX/tmp, and HTTP_BODY inside `http {}`.
+nginx_conf() {
+  local p=$1 body=$2 master=${3:-on}
+  mkdir -p "$p/tmp"
+  cat >"$p/nginx.conf" <<EOF
+daemon off;
+master_process $master;
+worker_processes 1;
+pid $p/nginx.pid;
+error_log $p/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on; tcp_nopush on; tcp_nodelay on;
+  keepalive_requests 1000000; keepalive_timeout 120s;
+  default_type application/octet-stream;
+  client_body_temp_path $p/tmp; proxy_temp_path $p/tmp; fastcgi_temp_path $p/tmp;
+  uwsgi_temp_path $p/tmp; scgi_temp_path $p/tmp;
+  $body
+}
+EOF
+}
+
+# etagate_metric ADMIN_PORT SAMPLE: the value of one sample (`name` or `name{labels}`) of
+# etagate's metrics, empty when absent. awk reads to the end: leaving early would make curl
+# fail with a write error under pipefail.
+etagate_metric() {
+  curl -s --max-time 2 "http://127.0.0.1:$1/metrics" |
+    awk -v m="$2" '$1 == m && !found { v = $2; found = 1 } END { print v }'
+}

@@ -27,8 +27,11 @@
 //! the key's owner (`docs/fleet.md`). A response too large to hold back or of a skipped type is
 //! not learned: it may still be stored, and its misses must go through the cache.
 
+use crate::http::cache_control::directives;
 use crate::metrics::METRICS;
+use http::HeaderMap;
 use pingora_cache::key::HashBinary;
+use prometheus::IntCounter;
 use quick_cache::sync::Cache;
 use std::time::{Duration, Instant};
 
@@ -46,9 +49,30 @@ pub enum Unshared {
     Private,
 }
 
+impl Unshared {
+    /// What a response's `Cache-Control` says against sharing it (`no-store` first), in one
+    /// pass over its directives.
+    pub fn of(headers: &HeaderMap) -> Option<Unshared> {
+        let mut found = None;
+        for d in directives(headers.get_all(http::header::CACHE_CONTROL)) {
+            if d.is("no-store") {
+                return Some(Unshared::NoStore);
+            }
+            if d.is("private") {
+                found = Some(Unshared::Private);
+            }
+        }
+        found
+    }
+}
+
 pub struct PassThrough {
     /// Key → what it said, and until when that is believed.
     keys: Cache<HashBinary, (Instant, Unshared), quick_cache::UnitWeighter, ahash::RandomState>,
+    learned: IntCounter,
+    predicted: IntCounter,
+    forgotten: IntCounter,
+    expired: IntCounter,
 }
 
 impl Default for PassThrough {
@@ -59,7 +83,12 @@ impl Default for PassThrough {
 
 impl PassThrough {
     pub fn new(capacity: usize) -> PassThrough {
+        let counter = |outcome: &str| METRICS.pass_through.with_label_values(&[outcome]);
         PassThrough {
+            learned: counter("learned"),
+            predicted: counter("predicted"),
+            forgotten: counter("forgotten"),
+            expired: counter("expired"),
             keys: Cache::with(
                 capacity,
                 capacity as u64,
@@ -75,11 +104,6 @@ impl PassThrough {
         self.predict_at(key, Instant::now())
     }
 
-    /// Whether requests for `key` skip the subrequest now.
-    pub fn predicts(&self, key: &HashBinary) -> bool {
-        self.predict(key) == Some(Unshared::NoStore)
-    }
-
     #[cfg(test)]
     fn predicts_at(&self, key: &HashBinary, now: Instant) -> bool {
         self.predict_at(key, now) == Some(Unshared::NoStore)
@@ -88,31 +112,26 @@ impl PassThrough {
     fn predict_at(&self, key: &HashBinary, now: Instant) -> Option<Unshared> {
         match self.keys.get(key) {
             Some((until, what)) if until > now => {
-                METRICS.pass_through.with_label_values(&["predicted"]).inc();
+                self.predicted.inc();
                 Some(what)
             }
             Some(_) => {
                 self.keys.remove(key);
-                METRICS.pass_through.with_label_values(&["expired"]).inc();
+                self.expired.inc();
                 None
             }
             None => None,
         }
     }
 
-    /// The response for `key` said `no-store`.
-    pub fn learn(&self, key: HashBinary) {
-        self.learn_at(key, Unshared::NoStore, Instant::now());
-    }
-
     /// The response for `key` said `what`.
-    pub fn learn_that(&self, key: HashBinary, what: Unshared) {
+    pub fn learn(&self, key: HashBinary, what: Unshared) {
         self.learn_at(key, what, Instant::now());
     }
 
     fn learn_at(&self, key: HashBinary, what: Unshared, now: Instant) {
         if self.keys.get(&key).is_none() {
-            METRICS.pass_through.with_label_values(&["learned"]).inc();
+            self.learned.inc();
         }
         self.keys.insert(key, (now + REMEMBER_FOR, what));
     }
@@ -120,15 +139,17 @@ impl PassThrough {
     /// The response for `key` no longer says what was learned.
     pub fn forget(&self, key: &HashBinary) {
         if self.keys.remove(key).is_some() {
-            METRICS.pass_through.with_label_values(&["forgotten"]).inc();
+            self.forgotten.inc();
         }
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.keys.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 }
@@ -159,6 +180,31 @@ mod tests {
             "expired"
         );
         assert!(p.is_empty(), "an expired key is dropped when found");
+    }
+
+    #[test]
+    fn what_a_response_says_against_sharing_it() {
+        for (lines, expect) in [
+            (&[][..], None),
+            (&["max-age=60"][..], None),
+            (&["private"][..], Some(Unshared::Private)),
+            (
+                &["Private=\"set-cookie\", max-age=0"][..],
+                Some(Unshared::Private),
+            ),
+            (&["no-store"][..], Some(Unshared::NoStore)),
+            (&["private", "no-store"][..], Some(Unshared::NoStore)),
+            (&["no-store, private"][..], Some(Unshared::NoStore)),
+        ] {
+            let mut h = HeaderMap::new();
+            for l in lines {
+                h.append(
+                    http::header::CACHE_CONTROL,
+                    http::HeaderValue::from_str(l).expect("value"),
+                );
+            }
+            assert_eq!(Unshared::of(&h), expect, "{lines:?}");
+        }
     }
 
     #[test]

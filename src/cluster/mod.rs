@@ -229,36 +229,35 @@ impl Fleet {
     /// Record that a member failed a request or a probe: its keys go elsewhere until a probe
     /// succeeds.
     pub fn mark_down(&self, member: &Member, why: &str) {
-        if member.local {
+        if member.local || !member.up.swap(false, Ordering::AcqRel) {
             return;
         }
-        if member.up.swap(false, Ordering::AcqRel) {
-            log::warn!(
-                "cluster: member {} ({}) is down: {why}; its keys go to the next member",
-                member.name,
-                member.addr
-            );
-            METRICS
-                .cluster
-                .member_up
-                .with_label_values(&[&member.name])
-                .set(0);
-        }
+        log::warn!(
+            "cluster: member {} ({}) is down: {why}; its keys go to the next member",
+            member.name,
+            member.addr
+        );
+        Self::publish_up(member, false);
     }
 
     fn mark_up(&self, member: &Member) {
-        if !member.up.swap(true, Ordering::AcqRel) {
-            log::info!(
-                "cluster: member {} ({}) is up again; its keys return to it",
-                member.name,
-                member.addr
-            );
-            METRICS
-                .cluster
-                .member_up
-                .with_label_values(&[&member.name])
-                .set(1);
+        if member.up.swap(true, Ordering::AcqRel) {
+            return;
         }
+        log::info!(
+            "cluster: member {} ({}) is up again; its keys return to it",
+            member.name,
+            member.addr
+        );
+        Self::publish_up(member, true);
+    }
+
+    fn publish_up(member: &Member, up: bool) {
+        METRICS
+            .cluster
+            .member_up
+            .with_label_values(&[&member.name])
+            .set(up as i64);
     }
 
     /// The peer headers for a request this node sends: its name and the proof.

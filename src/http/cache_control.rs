@@ -53,22 +53,6 @@ pub fn delta_seconds(value: Option<&[u8]>) -> Delta {
     Delta::Seconds(n as u32)
 }
 
-/// Whether a response's `Cache-Control` says `no-store` (in any field line).
-pub fn says_no_store(headers: &http::HeaderMap) -> bool {
-    headers
-        .get_all(http::header::CACHE_CONTROL)
-        .iter()
-        .any(|v| directives_of(v.as_bytes()).any(|d| d.is("no-store")))
-}
-
-/// Whether a response's `Cache-Control` says `private` (qualified or not, in any field line).
-pub fn says_private(headers: &http::HeaderMap) -> bool {
-    headers
-        .get_all(http::header::CACHE_CONTROL)
-        .iter()
-        .any(|v| directives_of(v.as_bytes()).any(|d| d.is("private")))
-}
-
 /// Iterate the directives of every field line in order.
 pub fn directives<'a>(lines: GetAll<'a, HeaderValue>) -> impl Iterator<Item = Directive<'a>> {
     lines

@@ -179,20 +179,27 @@ pub fn decoded_etag(decoded: &blake3::Hash, coding: Coding) -> String {
 /// bytes hash to `bytes_hash`: the decoded content's weak tag when the origin encoded it in a
 /// coding etagate knows and the body decodes within [`Limits::DEFAULT`], else the strong tag
 /// of the bytes.
-pub fn computed_etag(headers: &HeaderMap, body: &[&[u8]], bytes_hash: &blake3::Hash) -> String {
+pub fn computed_etag<B: AsRef<[u8]>>(
+    headers: &HeaderMap,
+    body: &[B],
+    bytes_hash: &blake3::Hash,
+) -> String {
+    // `of` never says `Coded(Identity)`: identity content is `ContentEncoding::Identity`.
     if let ContentEncoding::Coded(coding) = ContentEncoding::of(headers) {
-        if coding != Coding::Identity {
-            let joined;
-            let input: &[u8] = match body {
-                [one] => one,
-                _ => {
-                    joined = body.concat();
-                    &joined
-                }
-            };
-            if let Ok(h) = decoded_hash(coding, input, &Limits::DEFAULT) {
-                return decoded_etag(&h, coding);
+        let joined;
+        let input: &[u8] = match body {
+            [one] => one.as_ref(),
+            _ => {
+                joined = body
+                    .iter()
+                    .flat_map(|b| b.as_ref())
+                    .copied()
+                    .collect::<Vec<u8>>();
+                &joined
             }
+        };
+        if let Ok(h) = decoded_hash(coding, input, &Limits::DEFAULT) {
+            return decoded_etag(&h, coding);
         }
     }
     content_etag(bytes_hash)

@@ -15,9 +15,9 @@ pub fn content_length(resp: &ResponseHeader) -> Option<usize> {
 
 /// Give a response the ETag etagate computes for it ([`super::etag::computed_etag`]): `body`
 /// in pieces, whose bytes hash to `hash`.
-pub fn set_content_etag(
+pub fn set_content_etag<B: AsRef<[u8]>>(
     resp: &mut ResponseHeader,
-    body: &[&[u8]],
+    body: &[B],
     hash: &blake3::Hash,
 ) -> Result<()> {
     let tag = super::etag::computed_etag(&resp.headers, body, hash);

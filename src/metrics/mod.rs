@@ -432,9 +432,6 @@ impl Metrics {
         for result in ["success", "failure"] {
             m.config_reloads.with_label_values(&[result]);
         }
-        for outcome in ["learned", "predicted", "forgotten", "expired"] {
-            m.pass_through.with_label_values(&[outcome]);
-        }
         for kind in PURGE_KINDS {
             for mode in PURGE_MODES {
                 m.purged_entries.with_label_values(&[kind, mode]);

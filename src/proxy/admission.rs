@@ -93,6 +93,7 @@ pub fn admit(
         stale: None,
         owner: None,
         via_peer: false,
+        unshared: None,
         scheme: if scheme == "https" { "https" } else { "http" },
     })
 }

@@ -8,6 +8,7 @@
 use super::subrequest::InnerReport;
 use crate::cache::entry::Entry;
 use crate::cache::key::PrimaryKey;
+use crate::cache::pass_through::Unshared;
 use crate::cluster::Member;
 use crate::http::cache_control::RequestDirectives;
 use crate::metrics::CacheOutcome;
@@ -112,8 +113,12 @@ pub(crate) struct Routed {
     /// The request was forwarded by a fleet member: it is answered here, never forwarded to
     /// another member again.
     pub(crate) via_peer: bool,
-    /// The scheme the request is keyed with (`http` or `https`).
+    /// The scheme the request is keyed with (`http` or `https`): the client's at the edge,
+    /// which a member's forwarded request names in its peer headers.
     pub(crate) scheme: &'static str,
+    /// What the key's last response said against sharing it (`cache::pass_through`), once
+    /// looked up; `None` before.
+    pub(crate) unshared: Option<Option<Unshared>>,
 }
 
 impl Routed {
@@ -142,9 +147,6 @@ pub(crate) struct OriginExchange {
     pub(crate) tries: usize,
     /// Failures on pooled connections so far (see `Gateway::error_while_proxy`).
     pub(crate) stale_connection_failures: usize,
-    /// The owner answered from its own machinery (a 5xx without `Cache-Status`, or its peer
-    /// listener refused this node): the request moves on instead of relaying that answer.
-    pub(crate) owner_refused: bool,
     /// The origin's 304 during a revalidation, merged into the stored header.
     pub(crate) not_modified: Option<Box<ResponseHeader>>,
     /// This request's place among the upstream's requests in flight, held to its end.

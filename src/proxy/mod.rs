@@ -58,7 +58,6 @@ use crate::cache::storage::Found;
 use crate::cache::SharedCache;
 use crate::cluster::{auth as peer_auth, Fleet, Member};
 use crate::control::{Control, ProcessState};
-use crate::http::cache_control::{says_no_store, says_private};
 use crate::http::etag::is_content_etag;
 use crate::http::headers::strip_hop_by_hop;
 use crate::http::preconditions::{is_conditional, CONDITIONAL_FIELDS};
@@ -211,16 +210,6 @@ fn scheme(session: &Session) -> &'static str {
     }
 }
 
-/// The scheme a routed request is keyed with: the client's at the edge, which a member's
-/// forwarded request names in its peer headers.
-fn scheme_of(session: &Session, routed: &ctx::Routed) -> &'static str {
-    if routed.via_peer {
-        routed.scheme
-    } else {
-        scheme(session)
-    }
-}
-
 /// RFC 9110 §9.2.1.
 fn is_safe(m: &Method) -> bool {
     matches!(
@@ -327,7 +316,7 @@ impl Gateway {
         match forward {
             // Its last response said no-store: nothing to tag, keep or judge; the pipeline,
             // without the cache (`cache::pass_through`).
-            Forward::Subrequest if self.cache.pass_through.predicts(&ctx.routed()?.key.hash) => {
+            Forward::Subrequest if self.unshared(ctx)? == Some(Unshared::NoStore) => {
                 ctx.routed_mut()?.fwd = Some(Fwd::Bypass);
                 Ok(false)
             }
@@ -337,6 +326,15 @@ impl Gateway {
             }
             Forward::Pipeline => Ok(false),
         }
+    }
+
+    /// What the key's last response said against sharing it: looked up once per request.
+    fn unshared(&self, ctx: &mut RequestCtx) -> Result<Option<Unshared>> {
+        let routed = ctx.routed_mut()?;
+        let pass = &self.cache.pass_through;
+        Ok(*routed
+            .unshared
+            .get_or_insert_with(|| pass.predict(&routed.key.hash)))
     }
 
     /// Cache-Status for a request that took Pingora's pipeline itself.
@@ -465,10 +463,12 @@ impl ProxyHttp for Gateway {
                 ctx.routed_mut()?.fwd = Some(Fwd::Bypass);
                 Ok(false)
             }
-            Plan::Fetch { lookup: true, .. } if self.fleet.is_some() => {
+            Plan::Fetch {
+                lookup: true,
+                forward,
+            } if self.fleet.is_some() => {
                 // A key whose last response nobody may share goes to the origin from here.
-                let unshared = self.cache.pass_through.predict(&ctx.routed()?.key.hash);
-                let owner = match unshared {
+                let owner = match self.unshared(ctx)? {
                     Some(_) => None,
                     None => self.owner_of(session.req_header(), ctx.routed()?),
                 };
@@ -480,12 +480,7 @@ impl ProxyHttp for Gateway {
                         routed.fwd = Some(Fwd::Owner);
                         Ok(false)
                     }
-                    None => {
-                        let Plan::Fetch { lookup, forward } = plan else {
-                            return Ok(false);
-                        };
-                        self.fetch(session, ctx, lookup, forward).await
-                    }
+                    None => self.fetch(session, ctx, true, forward).await,
                 }
             }
             Plan::Fetch { lookup, forward } => self.fetch(session, ctx, lookup, forward).await,
@@ -567,7 +562,7 @@ impl ProxyHttp for Gateway {
         let route = &routed.route;
         let keyed = storing::Keyed {
             key: &routed.key,
-            scheme: scheme_of(session, routed),
+            scheme: routed.scheme,
             authority: &routed.authority,
         };
         let sent_at = ctx.origin.sent_at;
@@ -686,11 +681,6 @@ impl ProxyHttp for Gateway {
         if client_reused {
             ctx.origin.stale_connection_failures += 1;
         }
-        if std::mem::take(&mut ctx.origin.owner_refused) && replayable {
-            // `upstream_response_filter` has moved the request on already.
-            e.set_retry(true);
-            return e;
-        }
         if ctx.routed().is_ok_and(|r| r.owner.is_some()) {
             // Only the owner's (or the link's) failure moves the request, and only while
             // nothing has gone to the client: a client that went away, or a response already
@@ -702,6 +692,13 @@ impl ProxyHttp for Gateway {
                 return e;
             }
             match e.etype() {
+                // `upstream_response_filter` refused to relay the owner's own failure.
+                ErrorType::HTTPStatus(status) => {
+                    let why = format!("answered {status} from its own machinery");
+                    self.fail_over(ctx, "owner_error", &why);
+                    e.set_retry(true);
+                    return e;
+                }
                 // A slow answer is usually a slow origin behind a healthy owner: this request
                 // goes to the origin directly, and the owner stays on the ring (the health
                 // probe, which has its own timeout, takes it off if it really hangs).
@@ -750,7 +747,7 @@ impl ProxyHttp for Gateway {
                 upstream_request,
                 &routed.authority,
                 client_ip,
-                scheme_of(session, routed),
+                routed.scheme,
                 fleet.credentials(),
             )?;
             ctx.origin.sent = Some(Instant::now());
@@ -762,7 +759,7 @@ impl ProxyHttp for Gateway {
             &routed.route.upstream,
             &routed.authority,
             client_ip,
-            scheme_of(session, routed),
+            routed.scheme,
         )?;
         // An ETag etagate computed means nothing to the origin: revalidate such a response with
         // Last-Modified alone, or fetch it whole (an unchanged body keeps its tag).
@@ -813,30 +810,20 @@ impl ProxyHttp for Gateway {
                     .with_label_values(&[&owner.name, "ok"])
                     .inc();
                 // Nobody may share it: its next requests skip the owner (`cache::pass_through`).
-                let h = &upstream_response.headers;
-                let unshared = if says_no_store(h) {
-                    Some(Unshared::NoStore)
-                } else if says_private(h) {
-                    Some(Unshared::Private)
-                } else {
-                    None
-                };
+                let unshared = Unshared::of(&upstream_response.headers);
                 if let Some(what) = unshared.filter(|_| status < 500) {
-                    self.cache
-                        .pass_through
-                        .learn_that(ctx.routed()?.key.hash, what);
+                    self.cache.pass_through.learn(ctx.routed()?.key.hash, what);
                 }
                 return Ok(());
             }
-            // Nothing has gone to the client yet: mark the owner down and retry this request
-            // at the next member or the origin (`error_while_proxy`), rather than relay it.
-            let why = format!("answered {status} from its own machinery");
-            self.fail_over(ctx, "owner_error", &why);
-            ctx.origin.owner_refused = true;
-            return Error::e_explain(
+            // Nothing has gone to the client yet: `error_while_proxy` marks the owner down and
+            // retries this request at the next member or the origin, rather than relay it.
+            return Err(Error::create(
                 ErrorType::HTTPStatus(status),
-                format!("the owner {} {why}", owner.name),
-            );
+                ErrorSource::Upstream,
+                Some(format!("the owner {} answered {status} itself", owner.name).into()),
+                None,
+            ));
         }
         if let Some(sent) = ctx.origin.sent {
             let waited = sent.elapsed();
@@ -860,10 +847,9 @@ impl ProxyHttp for Gateway {
         // A key predicted to say no-store that no longer does: its next request is tagged
         // and stored again.
         let routed = ctx.routed()?;
-        if routed.fwd == Some(Fwd::Bypass)
+        if routed.unshared == Some(Some(Unshared::NoStore))
             && status < 500
-            && session.subrequest_ctx.is_none()
-            && !says_no_store(&upstream_response.headers)
+            && Unshared::of(&upstream_response.headers) != Some(Unshared::NoStore)
         {
             self.cache.pass_through.forget(&routed.key.hash);
         }
@@ -873,7 +859,7 @@ impl ProxyHttp for Gateway {
             let targets = storing::invalidation_targets(
                 req,
                 upstream_response,
-                scheme_of(session, routed),
+                routed.scheme,
                 &routed.authority,
             );
             for key in &targets {
@@ -967,7 +953,14 @@ impl ProxyHttp for Gateway {
                 .routed()
                 .ok()
                 .filter(|r| r.via_peer && code != 500)
-                .map(|r| format!("{}; fwd=miss; detail=origin", r.config.cache_name()));
+                .map(|r| {
+                    let status = crate::http::cache_status::CacheStatus {
+                        fwd: Some("miss"),
+                        detail: Some("origin"),
+                        ..Default::default()
+                    };
+                    status.render_as(r.config.cache_name())
+                });
             let mut extra: Vec<(&str, &str)> = Vec::new();
             let reason = match code {
                 502 => format!("Bad Gateway: {text}"),

@@ -14,9 +14,8 @@ use super::outcome::{self, Forwarded};
 use super::respond::{decide, send_complete, slice_chunks, Decision, Delivery, Origin};
 use super::stored::serve_stale_on_error;
 use super::subrequest::{Inner, InnerReport, Piece};
-use crate::cache::pass_through::PassThrough;
+use crate::cache::pass_through::{PassThrough, Unshared};
 use crate::cache::storage::MemStore;
-use crate::http::cache_control::{says_no_store, says_private};
 use crate::http::etag::{is_content_etag, EntityTag};
 use crate::http::headers::{content_length, set_content_etag};
 use bytes::Bytes;
@@ -94,15 +93,18 @@ async fn relay(
     let fwd = routed.fwd;
     let config = routed.config.clone();
 
-    let no_store = says_no_store(&header.headers);
+    let unshared = Unshared::of(&header.headers);
+    let no_store = unshared == Some(Unshared::NoStore);
+    // An error page proves nothing either way.
     if status < 500 {
-        // An error page proves nothing either way.
-        if no_store {
+        match unshared {
             // The next misses for this key skip the subrequest.
-            pass.learn(routed.key.hash);
-        } else if !says_private(&header.headers) {
+            Some(Unshared::NoStore) => pass.learn(routed.key.hash, Unshared::NoStore),
             // A key a member learned was private (and so kept from its owner) is shared again.
-            pass.forget(&routed.key.hash);
+            None if routed.unshared == Some(Some(Unshared::Private)) => {
+                pass.forget(&routed.key.hash)
+            }
+            _ => {}
         }
     }
     let want_hash = status == 200
@@ -121,8 +123,7 @@ async fn relay(
         let hash =
             buffer_and_hash(inner, &mut body, buffers, route.spec.etag.max_buffer, limit).await?;
         if let Some(hash) = hash {
-            let pieces: Vec<&[u8]> = body.chunks.iter().map(|c| c.as_ref()).collect();
-            set_content_etag(&mut header, &pieces, &hash)?;
+            set_content_etag(&mut header, &body.chunks, &hash)?;
             ctx.sent.etag_source = EtagSource::Computed;
             route.metrics.content_etags.inc();
         }

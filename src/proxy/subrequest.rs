@@ -112,6 +112,7 @@ impl InnerPlan {
             owner: None,
             via_peer: self.via_peer,
             scheme: self.scheme,
+            unshared: None,
         }
     }
 }

@@ -153,7 +153,7 @@ async fn g2_an_owner_that_refuses_this_node_is_failed_over_not_relayed() {
     let failovers = c
         .metric(0, "etagate_peer_failovers_total", &[("member", NAMES[2])])
         .await;
-    let refused = c
+    let owner_errors = c
         .metric(
             0,
             "etagate_peer_requests_total",
@@ -161,12 +161,12 @@ async fn g2_an_owner_that_refuses_this_node_is_failed_over_not_relayed() {
         )
         .await;
     eprintln!(
-        "(g2) {} keys of etagate-c asked of etagate-a after its secret changed: all 200; failovers {failovers}, owner_error {refused}",
+        "(g2) {} keys of etagate-c asked of etagate-a after its secret changed: all 200; failovers {failovers}, owner_error {owner_errors}",
         victims.len()
     );
     assert_eq!(
         failovers, 1.0,
         "one refusal marks it down; the rest go elsewhere at once"
     );
-    assert_eq!(refused, 1.0);
+    assert_eq!(owner_errors, 1.0);
 }

@@ -16,8 +16,8 @@
 //! - **Index in memory.** Per primary key its variants on disk: size, `Vary`, tags and URL
 //!   (purge by tag and prefix walk it). Recovery rebuilds it from each file's first bytes.
 //! - **Budget.** The sum of the files' sizes (metadata, head, body and checksum) stays within
-//!   `cache.disk.budget`: the oldest writes are removed first (FIFO; a hit does not renew a
-//!   file).
+//!   `cache.disk.budget`: the least recently used files are removed first (a write or a hit
+//!   read from disk is a use).
 //! - **One process at a time.** The process that holds an exclusive lock on `<path>/LOCK` owns
 //!   the store. A new process (binary upgrade) that finds it locked serves from memory and the
 //!   origin, and takes the store when the old process releases it on SIGQUIT.
@@ -69,7 +69,7 @@ struct Index {
     keys: HashMap<HashBinary, Vec<Variant>>,
     /// Use order (written or read for a hit), for eviction: (seq, key, variance). Entries whose
     /// seq no longer matches (used since, rewritten or removed) are skipped.
-    fifo: VecDeque<(u64, HashBinary, Option<HashBinary>)>,
+    order: VecDeque<(u64, HashBinary, Option<HashBinary>)>,
     bytes: u64,
     objects: usize,
     seq: u64,
@@ -112,15 +112,18 @@ pub struct DiskStore {
     /// Open from the start, so purges that arrive before the store opens wait for the writer.
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     receiver: Mutex<Option<mpsc::Receiver<Job>>>,
+    /// Jobs queued before the store opened; past [`MAX_JOBS_BEFORE_OPEN`] they were lost.
     jobs_before_open: AtomicUsize,
-    lost_jobs: AtomicBool,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     queued_bytes: AtomicUsize,
     last_error_log: Mutex<Option<Instant>>,
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+fn push_hex(out: &mut String, b: &[u8]) {
+    use std::fmt::Write;
+    for x in b {
+        let _ = write!(out, "{x:02x}");
+    }
 }
 
 impl DiskStore {
@@ -141,7 +144,6 @@ impl DiskStore {
             jobs: Mutex::new(Some(tx)),
             receiver: Mutex::new(Some(rx)),
             jobs_before_open: AtomicUsize::new(0),
-            lost_jobs: AtomicBool::new(false),
             writer: Mutex::new(None),
             queued_bytes: AtomicUsize::new(0),
             last_error_log: Mutex::new(None),
@@ -160,11 +162,14 @@ impl DiskStore {
     }
 
     fn path_of(&self, primary: &HashBinary, variance: &Option<HashBinary>) -> PathBuf {
-        let name = format!(
-            "{}-{}.e",
-            hex(primary),
-            variance.map(|v| hex(&v)).unwrap_or_else(|| "0".repeat(32))
-        );
+        let mut name = String::with_capacity(67);
+        push_hex(&mut name, primary);
+        name.push('-');
+        match variance {
+            Some(v) => push_hex(&mut name, v),
+            None => name.push_str(&"0".repeat(32)),
+        }
+        name.push_str(".e");
         self.dir.join("v1").join(&name[..2]).join(name)
     }
 
@@ -215,7 +220,7 @@ impl DiskStore {
                     }
                     return;
                 };
-                if self.lost_jobs.load(Ordering::Acquire) {
+                if self.jobs_before_open.load(Ordering::Acquire) > MAX_JOBS_BEFORE_OPEN {
                     log::warn!(
                         "disk cache {}: more than {MAX_JOBS_BEFORE_OPEN} purges arrived before the store opened; emptying it rather than serving what they removed",
                         self.dir.display()
@@ -317,7 +322,7 @@ impl DiskStore {
             v.seq = ix.seq;
             ix.bytes += v.bytes;
             ix.objects += 1;
-            ix.fifo.push_back((v.seq, primary, v.variance));
+            ix.order.push_back((v.seq, primary, v.variance));
             ix.keys.entry(primary).or_default().push(v);
         }
         let (objects, bytes) = (ix.objects, ix.bytes);
@@ -344,7 +349,6 @@ impl DiskStore {
         if !self.is_open()
             && self.jobs_before_open.fetch_add(1, Ordering::AcqRel) >= MAX_JOBS_BEFORE_OPEN
         {
-            self.lost_jobs.store(true, Ordering::Release);
             return false;
         }
         tx.send(job).is_ok()
@@ -417,16 +421,16 @@ impl DiskStore {
         if !self.is_open() {
             return None;
         }
-        let (variance_wanted, path) = {
+        let variance_wanted = {
             let ix = self.index.lock();
             let variants = ix.keys.get(&primary)?;
             let wanted = match variants.first().map(|v| &v.vary) {
                 Some(VarySpec::Headers(names)) => Some(variance(names, req)),
                 _ => None,
             };
-            let v = variants.iter().find(|v| v.variance == wanted)?;
-            (v.variance, self.path_of(&primary, &v.variance))
+            variants.iter().find(|v| v.variance == wanted)?.variance
         };
+        let path = self.path_of(&primary, &variance_wanted);
         let max = self.max_object.load(Ordering::Acquire) as u64 + (2 << 20);
         let bytes = match read_if_cached(&path) {
             Some(bytes) => Ok(bytes),
@@ -464,15 +468,15 @@ impl DiskStore {
             return;
         };
         v.seq = seq;
-        ix.fifo.push_back((seq, *primary, *variance));
+        ix.order.push_back((seq, *primary, *variance));
         self.compact(&mut ix);
     }
 
     /// Drop the stale places in the eviction order before they outnumber the objects.
     fn compact(&self, ix: &mut Index) {
-        if ix.fifo.len() > 2 * ix.objects + 1024 {
-            let Index { keys, fifo, .. } = ix;
-            fifo.retain(|(seq, k, var)| {
+        if ix.order.len() > 2 * ix.objects + 1024 {
+            let Index { keys, order, .. } = ix;
+            order.retain(|(seq, k, var)| {
                 keys.get(k)
                     .is_some_and(|l| l.iter().any(|v| v.seq == *seq && v.variance == *var))
             });
@@ -486,20 +490,7 @@ impl DiskStore {
             "disk cache: {} is unusable ({why}); removed, the request goes to the origin",
             path.display()
         );
-        let mut ix = self.index.lock();
-        if let Some(list) = ix.keys.get_mut(&primary) {
-            if let Some(pos) = list.iter().position(|x| x.variance == v) {
-                let gone = list.remove(pos);
-                ix.bytes -= gone.bytes;
-                ix.objects -= 1;
-            }
-            if ix.keys.get(&primary).is_some_and(|l| l.is_empty()) {
-                ix.keys.remove(&primary);
-            }
-        }
-        let (objects, bytes) = (ix.objects, ix.bytes);
-        drop(ix);
-        self.publish(objects, bytes);
+        self.remove_key_now(&primary, |x| x.variance == v);
         // A directory in its place (or anything else) goes too; the next fill writes anew.
         if fs::remove_file(&path).is_err() {
             let _ = fs::remove_dir_all(&path);
@@ -520,23 +511,25 @@ impl DiskStore {
                     self.remove_key_now(&primary, |v| v.variance == variance)
                 }
                 Job::Variant(primary, variance, PurgeMode::Soft) => {
-                    self.soft_where(|k, v| *k == primary && v.variance == variance)
+                    self.soft_where(Some(&primary), |_, v| v.variance == variance)
                 }
                 Job::Clear => self.remove_where(|_, _| true),
                 Job::Tag(tag, PurgeMode::Hard) => self.remove_where(|_, v| v.tags.contains(&tag)),
                 Job::Prefix(p, PurgeMode::Hard) => {
                     self.remove_where(|_, v| v.url.as_deref().is_some_and(|u| u.starts_with(&p)))
                 }
-                Job::SoftKey(primary) => self.soft_where(|k, _| *k == primary),
-                Job::Trim => self.remove_where(|_, _| false),
+                Job::SoftKey(primary) => self.soft_where(Some(&primary), |_, _| true),
+                Job::Trim => self.trim(),
                 #[cfg(test)]
                 Job::Flush(done) => {
                     let _ = done.send(());
                 }
-                Job::Tag(tag, PurgeMode::Soft) => self.soft_where(|_, v| v.tags.contains(&tag)),
-                Job::Prefix(p, PurgeMode::Soft) => {
-                    self.soft_where(|_, v| v.url.as_deref().is_some_and(|u| u.starts_with(&p)))
+                Job::Tag(tag, PurgeMode::Soft) => {
+                    self.soft_where(None, |_, v| v.tags.contains(&tag))
                 }
+                Job::Prefix(p, PurgeMode::Soft) => self.soft_where(None, |_, v| {
+                    v.url.as_deref().is_some_and(|u| u.starts_with(&p))
+                }),
             }
         }
     }
@@ -603,8 +596,7 @@ impl DiskStore {
         list.push(v);
         ix.bytes = ix.bytes - freed + len;
         ix.objects = ix.objects - gone + 1;
-        ix.fifo.push_back((seq, primary, entry.variance));
-        self.evict(&mut ix, &mut doomed);
+        ix.order.push_back((seq, primary, entry.variance));
         // Rewrites, reads and purges leave stale places in the order, which eviction would
         // only skip.
         self.compact(&mut ix);
@@ -616,15 +608,23 @@ impl DiskStore {
         self.publish(objects, total);
     }
 
-    /// Remove the oldest files until the store is within its budget.
-    fn evict(&self, ix: &mut Index, doomed: &mut Vec<PathBuf>) {
-        self.evict_to(ix, self.budget.load(Ordering::Acquire), doomed);
+    /// Evict down to the budget (after a reload lowered it).
+    fn trim(&self) {
+        let mut doomed = Vec::new();
+        let mut ix = self.index.lock();
+        self.evict_to(&mut ix, self.budget.load(Ordering::Acquire), &mut doomed);
+        let (objects, total) = (ix.objects, ix.bytes);
+        drop(ix);
+        for p in doomed {
+            let _ = fs::remove_file(p);
+        }
+        self.publish(objects, total);
     }
 
-    /// Remove the oldest files until the store holds at most `limit` bytes.
+    /// Remove the least recently used files until the store holds at most `limit` bytes.
     fn evict_to(&self, ix: &mut Index, limit: u64, doomed: &mut Vec<PathBuf>) {
         while ix.bytes > limit {
-            let Some((seq, primary, variance)) = ix.fifo.pop_front() else {
+            let Some((seq, primary, variance)) = ix.order.pop_front() else {
                 break;
             };
             let Some(list) = ix.keys.get_mut(&primary) else {
@@ -697,27 +697,29 @@ impl DiskStore {
         });
         ix.bytes -= freed;
         ix.objects -= gone;
-        let mut evicted = Vec::new();
-        self.evict(&mut ix, &mut evicted);
         let (objects, total) = (ix.objects, ix.bytes);
         drop(ix);
         for (k, v) in doomed {
             let _ = fs::remove_file(self.path_of(&k, &v));
         }
-        for p in evicted {
-            let _ = fs::remove_file(p);
-        }
         self.publish(objects, total);
     }
 
-    /// Mark the selected responses stale in their files (read, invalidate, rewrite).
-    fn soft_where(&self, select: impl Fn(&HashBinary, &Variant) -> bool) {
+    /// Mark the selected responses stale in their files (read, invalidate, rewrite): those of
+    /// `key` only, when given (without visiting the others).
+    fn soft_where(&self, key: Option<&HashBinary>, select: impl Fn(&HashBinary, &Variant) -> bool) {
         let targets: Vec<(HashBinary, Option<HashBinary>)> = {
             let ix = self.index.lock();
-            ix.keys
-                .iter()
-                .flat_map(|(k, l)| l.iter().filter(|v| select(k, v)).map(|v| (*k, v.variance)))
-                .collect()
+            let pick = |(k, l): (&HashBinary, &Vec<Variant>)| {
+                l.iter()
+                    .filter(|v| select(k, v))
+                    .map(|v| (*k, v.variance))
+                    .collect::<Vec<_>>()
+            };
+            match key {
+                Some(k) => ix.keys.get_key_value(k).map(pick).unwrap_or_default(),
+                None => ix.keys.iter().flat_map(pick).collect(),
+            }
         };
         let now = SystemTime::now();
         for (primary, variance) in targets {
@@ -874,19 +876,31 @@ mod tests {
     use crate::http::freshness::Freshness;
     use std::time::Duration;
 
-    fn store(dir: &Path, budget: u64) -> &'static DiskStore {
-        let d: &'static DiskStore = Box::leak(Box::new(DiskStore::new(
+    /// A store over `dir`, as a process holds it, not started.
+    fn unstarted(dir: &Path, budget: u64) -> &'static DiskStore {
+        Box::leak(Box::new(DiskStore::new(
             dir.to_path_buf(),
             Limits {
                 budget,
                 max_object: 1 << 20,
             },
-        )));
-        d.start();
+        )))
+    }
+
+    /// Whether `d` opened within 5 s.
+    fn opens(d: &DiskStore) -> bool {
         let deadline = Instant::now() + Duration::from_secs(5);
         while !d.is_open() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
+        d.is_open()
+    }
+
+    /// A started, open store.
+    fn store(dir: &Path, budget: u64) -> &'static DiskStore {
+        let d = unstarted(dir, budget);
+        d.start();
+        assert!(opens(d), "the store opens");
         d
     }
 
@@ -939,22 +953,12 @@ mod tests {
         let a = store(dir.path(), 1 << 20);
         a.write(key(1), &entry(b"one", &["t"], "http://a.test/1"));
         flush(a);
-        let waiting = Box::leak(Box::new(DiskStore::new(
-            dir.path().to_path_buf(),
-            Limits {
-                budget: 1 << 20,
-                max_object: 1 << 20,
-            },
-        )));
+        let waiting = unstarted(dir.path(), 1 << 20);
         waiting.start();
         std::thread::sleep(Duration::from_millis(300));
         assert!(!waiting.is_open(), "the store is held by the first process");
         a.release();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !waiting.is_open() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(waiting.is_open(), "taken once released");
+        assert!(opens(waiting), "taken once released");
         let (meta, _, body) = waiting
             .find(key(1), &HeaderMap::new())
             .await
@@ -976,13 +980,7 @@ mod tests {
             );
         }
         flush(a);
-        let b = Box::leak(Box::new(DiskStore::new(
-            dir.path().to_path_buf(),
-            Limits {
-                budget: 1 << 20,
-                max_object: 1 << 20,
-            },
-        )));
+        let b = unstarted(dir.path(), 1 << 20);
         b.start();
         std::thread::sleep(Duration::from_millis(300));
         assert!(!b.is_open(), "held by the first process");
@@ -990,11 +988,7 @@ mod tests {
         b.remove_key(&key(0));
         b.purge_variant(&key(1), None, PurgeMode::Hard);
         a.release();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !b.is_open() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(b.is_open());
+        assert!(opens(b), "taken once released");
         flush(b);
         assert!(
             b.find(key(0), &HeaderMap::new()).await.is_none(),
@@ -1053,9 +1047,9 @@ mod tests {
         let ix = d.index.lock();
         assert_eq!(ix.objects, 3);
         assert!(
-            ix.fifo.len() <= 2 * ix.objects + 1024,
+            ix.order.len() <= 2 * ix.objects + 1024,
             "{} places",
-            ix.fifo.len()
+            ix.order.len()
         );
         let on_disk: u64 = files(dir.path())
             .iter()
@@ -1156,26 +1150,13 @@ mod tests {
         let dir = tempfile::tempdir_in("/var/tmp").expect("dir");
         let body = vec![b'r'; 4096];
         let e = entry(&body, &["tag"], "http://a.test/x");
+        let d = unstarted(dir.path(), 1 << 40);
         let started = Instant::now();
         for i in 0..100_000u32 {
-            let path = DiskStore::new(
-                dir.path().to_path_buf(),
-                Limits {
-                    budget: 1,
-                    max_object: 1,
-                },
-            )
-            .path_of(&key(i), &None);
+            let path = d.path_of(&key(i), &None);
             write_atomically(&path, &format::encode(key(i), &e)).expect("write");
         }
         let wrote = started.elapsed();
-        let d: &'static DiskStore = Box::leak(Box::new(DiskStore::new(
-            dir.path().to_path_buf(),
-            Limits {
-                budget: 1 << 40,
-                max_object: 1 << 20,
-            },
-        )));
         assert!(d.try_lock().expect("lock"));
         let started = Instant::now();
         d.recover();
@@ -1188,13 +1169,7 @@ mod tests {
             .arg("-c")
             .arg("sync; echo 3 > /proc/sys/vm/drop_caches")
             .status();
-        let d2: &'static DiskStore = Box::leak(Box::new(DiskStore::new(
-            dir.path().to_path_buf(),
-            Limits {
-                budget: 1 << 40,
-                max_object: 1 << 20,
-            },
-        )));
+        let d2 = unstarted(dir.path(), 1 << 40);
         let started = Instant::now();
         d2.recover();
         println!(
