@@ -133,44 +133,26 @@ ln -s "$WORK/www" "$WORK/www/off"
 
 # A static nginx serving $WORK/www: the origin (core 1) and the ceiling row (core 0).
 nginx_static_conf() { # PREFIX PORT
-  local p=$1 port=$2
-  mkdir -p "$p/tmp"
-  cat >"$p/nginx.conf" <<EOF
-daemon off;
-master_process on;
-worker_processes 1;
-pid $p/nginx.pid;
-error_log $p/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile on; tcp_nopush on; tcp_nodelay on;
-  keepalive_requests 1000000; keepalive_timeout 120s;
-  default_type application/octet-stream;
-  client_body_temp_path $p/tmp; proxy_temp_path $p/tmp; fastcgi_temp_path $p/tmp;
-  uwsgi_temp_path $p/tmp; scgi_temp_path $p/tmp;
-  server {
-    listen 127.0.0.1:$port;
+  # add_header with an empty value removes Last-Modified (nginx clears the header and its
+  # time); etag off drops the ETag: the response carries no validator at all.
+  nginx_conf "$1" "server {
+    listen 127.0.0.1:$2;
     root $WORK/www;
     location = /__status { stub_status; }
-    location /v/ { add_header Cache-Control "max-age=3600"; }
-    # add_header with an empty value removes Last-Modified (nginx clears the header and its
-    # time); etag off drops the ETag: the response carries no validator at all.
+    location /v/ { add_header Cache-Control \"max-age=3600\"; }
     location /nv/ {
-      etag off; if_modified_since off; add_header Last-Modified "";
-      add_header Cache-Control "max-age=3600";
+      etag off; if_modified_since off; add_header Last-Modified \"\";
+      add_header Cache-Control \"max-age=3600\";
     }
     location ~ ^(/off)?/pass/ {
-      etag off; if_modified_since off; add_header Last-Modified "";
-      add_header Cache-Control "private";
+      etag off; if_modified_since off; add_header Last-Modified \"\";
+      add_header Cache-Control \"private\";
     }
     location /ns/ {
-      etag off; if_modified_since off; add_header Last-Modified "";
-      add_header Cache-Control "no-store";
+      etag off; if_modified_since off; add_header Last-Modified \"\";
+      add_header Cache-Control \"no-store\";
     }
-  }
-}
-EOF
+  }"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -229,32 +211,17 @@ fi
 
 if want nginx; then
   p="$WORK/nginx"; mkdir -p "$p/tmp" "$p/cache"
-  cat >"$p/nginx.conf" <<EOF
-daemon off;
-master_process on;
-worker_processes 1;
-pid $p/nginx.pid;
-error_log $p/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile on; tcp_nopush on; tcp_nodelay on;
-  keepalive_requests 1000000; keepalive_timeout 120s;
-  client_body_temp_path $p/tmp; proxy_temp_path $p/tmp; fastcgi_temp_path $p/tmp;
-  uwsgi_temp_path $p/tmp; scgi_temp_path $p/tmp;
-  proxy_cache_path $p/cache levels=1:2 keys_zone=bench:64m max_size=512m inactive=1h use_temp_path=off;
+  nginx_conf "$p" "proxy_cache_path $p/cache levels=1:2 keys_zone=bench:64m max_size=512m inactive=1h use_temp_path=off;
   upstream origin { server 127.0.0.1:$P_ORIGIN; keepalive 64; }
   server {
     listen 127.0.0.1:$P_NGINX;
     location / {
       proxy_pass http://origin;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Connection \"\";
       proxy_cache bench;
     }
-  }
-}
-EOF
+  }"
   start_server nginx 0 nginx -p "$p" -c "$p/nginx.conf"
   PID[nginx]=$LAST_PID
   if wait_http "http://127.0.0.1:$P_NGINX/v/1k"; then
