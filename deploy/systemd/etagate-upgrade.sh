@@ -41,9 +41,8 @@
 #      new process for 6 more seconds (the old one's 5s close timeout).
 #   6. Record the new PID in the PID file (atomically): systemd adopts it as the main PID when
 #      the old one exits.
-# The point of no return is step 4. If the new process dies after it (for example a TLS
-# certificate that exists but does not parse: `-t` checks only that the files exist, and the
-# certificates are loaded after the hand-over), the old process still stops accepting 5s later:
+# The point of no return is step 4. If the new process dies after it (for example an access log
+# it cannot open, which `-t` does not try), the old process still stops accepting 5s later:
 # the service goes down. `etagate-upgrade` (the root command) then restores the previous binary
 # and restarts the service.
 #

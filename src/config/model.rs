@@ -49,6 +49,9 @@ impl Config {
         files.extend(self.admin.token_file.iter().map(PathBuf::from));
         files.extend(self.cluster.iter().map(|c| PathBuf::from(&c.secret_file)));
         files.extend(self.server.ca_file.iter().map(PathBuf::from));
+        for t in self.listeners.iter().filter_map(|l| l.tls.as_ref()) {
+            files.extend([PathBuf::from(&t.cert), PathBuf::from(&t.key)]);
+        }
         files
     }
 }

@@ -14,6 +14,7 @@ use crate::cache::SharedCache;
 use crate::cluster::{peer, Fleet};
 use crate::config::ConfigErrors;
 use crate::metrics::METRICS;
+use crate::runtime::tls::ListenerCerts;
 use crate::runtime::{LiveConfig, ReloadReport};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub struct Control {
     pub cache: Arc<SharedCache>,
     /// The fleet, when this node is a member (set once at start).
     pub fleet: Option<Arc<Fleet>>,
+    /// The TLS listeners' certificates, replaced by reloads.
+    pub listener_certs: ListenerCerts,
 }
 
 impl Control {
@@ -68,6 +71,7 @@ impl Control {
             state,
             cache,
             fleet: None,
+            listener_certs: ListenerCerts::default(),
         }
     }
 
@@ -76,11 +80,17 @@ impl Control {
         self
     }
 
+    pub fn with_listener_certs(mut self, certs: ListenerCerts) -> Self {
+        self.listener_certs = certs;
+        self
+    }
+
     /// Re-read and apply the config file; on error the running config stays. The cache and
     /// its contents survive; a changed budget applies at once (evicting down when lowered).
     pub fn reload(&self) -> Result<ReloadReport, ConfigErrors> {
         let result = self.live.reload(|new| {
             self.access_log.reconfigure(&new.access_log);
+            self.listener_certs.install(&new.listener_certs);
             let c = &new.config;
             self.cache
                 .store

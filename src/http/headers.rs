@@ -1,6 +1,7 @@
 //! Response header transformations: what a hop must drop, what a 304 carries, and how a 304
 //! from the origin updates a stored response.
 
+use super::names;
 use http::header::{self, HeaderName};
 use pingora_error::Result;
 use pingora_http::ResponseHeader;
@@ -21,7 +22,7 @@ pub fn set_content_etag<B: AsRef<[u8]>>(
     hash: &blake3::Hash,
 ) -> Result<()> {
     let tag = super::etag::computed_etag(&resp.headers, body, hash);
-    resp.insert_header(header::ETAG, tag)?;
+    resp.insert_header(names::ETAG, tag)?;
     Ok(())
 }
 
@@ -85,14 +86,30 @@ pub fn merge_not_modified(
     let mut merged = stored.clone();
     let mut fresh = not_modified.clone();
     strip_hop_by_hop(&mut fresh);
-    let names: Vec<HeaderName> = fresh.headers.keys().cloned().collect();
-    for name in names {
-        if KEEP_ON_UPDATE.contains(&name.as_str()) {
-            continue;
+    let names: Vec<HeaderName> = fresh
+        .headers
+        .keys()
+        .filter(|n| !KEEP_ON_UPDATE.contains(&n.as_str()))
+        .cloned()
+        .collect();
+    for name in &names {
+        merged.remove_header(name);
+    }
+    // In the origin's spelling where the 304 kept it (one from the wire always does).
+    if fresh.has_case() {
+        for (name, v) in fresh.case_header_iter() {
+            let kept = KEEP_ON_UPDATE
+                .iter()
+                .any(|k| k.as_bytes().eq_ignore_ascii_case(name.as_slice()));
+            if !kept {
+                merged.append_header(name.clone(), v.clone())?;
+            }
         }
-        merged.remove_header(&name);
-        for v in fresh.headers.get_all(&name) {
-            merged.append_header(name.clone(), v.clone())?;
+    } else {
+        for name in names {
+            for v in fresh.headers.get_all(&name) {
+                merged.append_header(name.clone(), v.clone())?;
+            }
         }
     }
     Ok(merged)
@@ -102,18 +119,19 @@ pub fn merge_not_modified(
 /// Cache-Control, Content-Location, Date, Expires, Vary; Last-Modified since it can guide cache
 /// updates; Age and Cache-Status, which describe this response rather than the
 /// representation). `Set-Cookie` only when the response was just fetched for this client.
+/// Spelled as registered: the 304 writes them so whatever the stored response's spelling.
 const NOT_MODIFIED_FIELDS: [&str; 11] = [
-    "etag",
-    "cache-control",
-    "content-location",
-    "date",
-    "expires",
-    "vary",
-    "last-modified",
-    "age",
-    "cache-status",
-    "x-cache-key",
-    "x-cache-hit",
+    names::ETAG,
+    "Cache-Control",
+    "Content-Location",
+    "Date",
+    "Expires",
+    "Vary",
+    "Last-Modified",
+    "Age",
+    names::CACHE_STATUS,
+    names::X_CACHE_KEY,
+    names::X_CACHE_HIT,
 ];
 
 /// Build the 304 for a full response. No body, no `Content-Length`.
@@ -190,7 +208,7 @@ mod tests {
         let nm = resp(
             304,
             &[
-                ("test-header", "new"),
+                ("Test-Header", "new"),
                 ("content-length", "10"),
                 ("etag", "\"other\""),
                 ("set-cookie", "a=c"),
@@ -206,6 +224,11 @@ mod tests {
         assert_eq!(get(&m, "etag"), ["\"abc\""]);
         assert_eq!(get(&m, "set-cookie"), ["a=c"]);
         assert!(get(&m, "x").is_empty());
+        let spelled: Vec<&[u8]> = m.case_header_iter().map(|(n, _)| n.as_slice()).collect();
+        assert!(
+            spelled.contains(&&b"Test-Header"[..]) && !spelled.contains(&&b"test-header"[..]),
+            "a replaced field takes the 304's spelling"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod encode;
 pub mod etag;
 pub mod freshness;
 pub mod headers;
+pub mod names;
 pub mod preconditions;
 pub mod range;
 pub mod storability;

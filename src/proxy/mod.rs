@@ -60,6 +60,7 @@ use crate::cluster::{auth as peer_auth, Fleet, Member};
 use crate::control::{Control, ProcessState};
 use crate::http::etag::is_content_etag;
 use crate::http::headers::strip_hop_by_hop;
+use crate::http::names;
 use crate::http::preconditions::{is_conditional, CONDITIONAL_FIELDS};
 use crate::http::storability::SURROGATE_DEVICE;
 use crate::http::usability::{usability, Use};
@@ -965,7 +966,7 @@ impl ProxyHttp for Gateway {
             let reason = match code {
                 502 => format!("Bad Gateway: {text}"),
                 503 => {
-                    extra.push(("retry-after", "1"));
+                    extra.push((names::RETRY_AFTER, "1"));
                     format!("Service Unavailable: {text}")
                 }
                 504 => format!("Gateway Timeout: {text}"),

@@ -6,6 +6,7 @@
 use super::ctx::{Fwd, Sent};
 use crate::cache::key::PrimaryKey;
 use crate::http::cache_status::CacheStatus;
+use crate::http::names;
 use crate::metrics::{CacheOutcome, RouteMetrics};
 use pingora_error::Result;
 use pingora_http::ResponseHeader;
@@ -207,11 +208,14 @@ pub fn label(
     if let Some(key) = debug_key {
         if let Some(text) = key.text() {
             status.key = Some(text.to_string());
-            header.insert_header("x-cache-key", text)?;
+            header.insert_header(names::X_CACHE_KEY, text)?;
         }
-        header.insert_header("x-cache-hit", if from_cache { "true" } else { "false" })?;
+        header.insert_header(
+            names::X_CACHE_HIT,
+            if from_cache { "true" } else { "false" },
+        )?;
     }
-    header.insert_header("cache-status", status.render_as(cache_name))?;
+    header.insert_header(names::CACHE_STATUS, status.render_as(cache_name))?;
     Ok(())
 }
 
@@ -231,7 +235,7 @@ pub fn label_after_owner(
         Some(owner) if !owner.trim().is_empty() => format!("{owner}, {ours}"),
         _ => ours,
     };
-    header.insert_header("cache-status", value)?;
+    header.insert_header(names::CACHE_STATUS, value)?;
     Ok(())
 }
 

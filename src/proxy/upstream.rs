@@ -1,6 +1,7 @@
 //! Talking to origins: which server, what the request looks like on the way, and what a client
 //! sees when an origin fails.
 
+use crate::http::names;
 use crate::metrics::OriginOutcome;
 use crate::runtime::{InFlight, Upstream};
 use http::header::{HeaderName, HOST};
@@ -88,7 +89,7 @@ pub fn rewrite_request(
 ) -> Result<()> {
     let host = upstream.spec.host.as_deref().unwrap_or(authority);
     rewrite_target_and_forwarding(req, host, client_ip)?;
-    req.insert_header("x-forwarded-proto", scheme)?;
+    req.insert_header(names::X_FORWARDED_PROTO, scheme)?;
     Ok(())
 }
 
@@ -117,7 +118,7 @@ fn rewrite_target_and_forwarding(
             Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
             _ => ip.to_string(),
         };
-        req.insert_header(xff, value)?;
+        req.insert_header(names::X_FORWARDED_FOR, value)?;
     }
     Ok(())
 }

@@ -23,15 +23,25 @@ pub fn instantiate(
     previous: Option<&RuntimeConfig>,
 ) -> Result<RuntimeConfig, ConfigErrors> {
     let mut r = Reporter::new(&config.origin.name, &config.origin.index);
+    let mut listener_certs = BTreeMap::new();
     for (i, l) in config.listeners.iter().enumerate() {
-        if let Some(t) = &l.tls {
-            for (what, path) in [("cert", &t.cert), ("key", &t.key)] {
-                if let Err(e) = std::fs::metadata(path) {
-                    r.at_value(
-                        &format!("listeners[{i}].tls.{what}"),
-                        format!("cannot read TLS {what} file '{path}': {e}"),
-                    );
+        let Some(t) = &l.tls else { continue };
+        let mut readable = true;
+        for (what, path) in [("cert", &t.cert), ("key", &t.key)] {
+            if let Err(e) = std::fs::metadata(path) {
+                readable = false;
+                r.at_value(
+                    &format!("listeners[{i}].tls.{what}"),
+                    format!("cannot read TLS {what} file '{path}': {e}"),
+                );
+            }
+        }
+        if readable {
+            match super::tls::load(&t.cert, &t.key) {
+                Ok(cert) => {
+                    listener_certs.insert(l.address, cert);
                 }
+                Err(e) => r.at_value(&format!("listeners[{i}].tls"), e),
             }
         }
     }
@@ -101,6 +111,7 @@ pub fn instantiate(
         access_log,
         upstreams,
         routes,
+        listener_certs,
     })
 }
 
@@ -253,6 +264,31 @@ mod tests {
             .to_string();
         assert!(
             err.starts_with("conf.yaml:4:15: cannot read '/nonexistent/etagate-token'"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_certificate_that_does_not_load_is_located_at_its_listener() {
+        let dir = tempfile::tempdir().expect("dir");
+        let cert = dir.path().join("c.pem");
+        std::fs::write(&cert, "not a certificate").expect("write");
+        let text = TEXT
+            .replace("  token_file: /nonexistent/etagate-token\n", "")
+            .replace(
+                "listeners: [{ address: 127.0.0.1:8080 }]",
+                &format!(
+                    "listeners:\n  - address: 127.0.0.1:8080\n    tls: {{ cert: {0}, key: {0} }}",
+                    cert.display()
+                ),
+            );
+        let checked = config::parse("conf.yaml", &text, ConfigSource::QuickMode).expect("valid");
+        let err = instantiate(checked, None)
+            .err()
+            .expect("no certificate in the file")
+            .to_string();
+        assert!(
+            err.starts_with("conf.yaml:3:10: ") && err.contains("holds no PEM certificate"),
             "{err}"
         );
     }

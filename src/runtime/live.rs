@@ -111,7 +111,15 @@ fn forget_removed(old: &RuntimeConfig, new: &RuntimeConfig) {
 fn needs_upgrade(old: &RuntimeConfig, new: &RuntimeConfig) -> Vec<String> {
     let (old, new) = (&old.config, &new.config);
     let mut out = Vec::new();
-    if old.listeners != new.listeners {
+    // Certificate and key paths are reloadable (runtime::tls); addresses and TLS on or off
+    // are the sockets themselves.
+    let bound = |c: &crate::config::Config| -> Vec<(std::net::SocketAddr, bool)> {
+        c.listeners
+            .iter()
+            .map(|l| (l.address, l.tls.is_some()))
+            .collect()
+    };
+    if bound(old) != bound(new) {
         out.push("listeners".to_string());
     }
     if old.admin.address != new.admin.address {

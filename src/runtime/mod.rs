@@ -3,10 +3,12 @@
 //! the admin token, metric handles), and the live snapshot that reloads swap.
 //!
 //! - [`instantiate`]: checked config to runtime config (the only I/O of a config load);
-//! - [`live`]: the current snapshot, swapped atomically on reload.
+//! - [`live`]: the current snapshot, swapped atomically on reload;
+//! - [`tls`]: the TLS listeners' certificates, which reloads replace for new handshakes.
 
 pub mod instantiate;
 pub mod live;
+pub mod tls;
 
 pub use live::{LiveConfig, ReloadReport};
 
@@ -15,7 +17,9 @@ use crate::config::model::{RouteSpec, UpstreamSpec};
 use crate::config::Config;
 use crate::metrics::{RouteMetrics, UpstreamMetrics};
 use pingora_load_balancing::{selection::RoundRobin, LoadBalancer};
+use pingora_rustls::sign::CertifiedKey;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -33,6 +37,8 @@ pub struct RuntimeConfig {
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     /// Index-aligned with `config.routes`.
     pub routes: Vec<Arc<Route>>,
+    /// The certificate of each TLS listener, read from its files when this config was loaded.
+    pub listener_certs: BTreeMap<SocketAddr, Arc<CertifiedKey>>,
 }
 
 impl RuntimeConfig {

@@ -21,6 +21,7 @@ use crate::metrics::METRICS;
 use crate::proxy::budget::BufferBudget;
 use crate::proxy::Gateway;
 use crate::runtime::instantiate::instantiate;
+use crate::runtime::tls::ListenerCerts;
 use crate::runtime::{LiveConfig, RuntimeConfig};
 use pingora_core::apps::HttpServerOptions;
 use pingora_core::listeners::tls::TlsSettings;
@@ -29,6 +30,7 @@ use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{RunArgs, Server};
 use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -136,6 +138,11 @@ pub fn run(cli: Cli) -> ExitCode {
     let cfg_cluster = cfg.config.cluster.clone();
     let cfg_secret = cfg.cluster_secret.clone();
     let watch_config = cfg.config.server.watch_config;
+    let mut certs = ListenerCerts::default();
+    let mut resolvers = BTreeMap::new();
+    for (address, first) in &cfg.listener_certs {
+        resolvers.insert(*address, certs.add(*address, first.clone()));
+    }
     let live = LiveConfig::new(cfg);
 
     let mut server = Server::new_with_opt_and_conf(opt, conf);
@@ -168,7 +175,7 @@ pub fn run(cli: Cli) -> ExitCode {
     if let Some(f) = &fleet {
         control = control.with_fleet(f.clone());
     }
-    let control = Arc::new(control);
+    let control = Arc::new(control.with_listener_certs(certs));
 
     let mut gateway = Gateway::new(live.clone(), access_log, state.clone(), cache, buffers);
     let mut peers = None;
@@ -199,15 +206,17 @@ pub fn run(cli: Cli) -> ExitCode {
         let addr = l.address.to_string();
         let endpoint = ListenerConfig::tcp(addr.as_str())
             .l4_buffer(L4BufferSettings::default().write(DOWNSTREAM_WRITE_BUFFER));
-        match &l.tls {
+        match resolvers.get(&l.address) {
             None => proxy.add_listener(endpoint),
-            Some(tls) => match TlsSettings::intermediate(&tls.cert, &tls.key) {
+            // No files here: the resolver holds the certificate, so a reload can replace it.
+            Some(resolver) => match TlsSettings::intermediate("", "") {
                 Ok(mut settings) => {
+                    settings.set_cert_resolver(resolver.clone());
                     settings.enable_h2();
                     proxy.add_listener(endpoint.tls(settings));
                 }
                 Err(e) => {
-                    eprintln!("listener {addr}: cannot load TLS certificate or key: {e}");
+                    eprintln!("listener {addr}: cannot set up TLS: {e}");
                     return ExitCode::from(1);
                 }
             },

@@ -718,3 +718,45 @@ async fn an_origin_that_compresses_with_random_padding_still_gets_304s() {
         );
     }
 }
+
+/// Issue #17 item 5: over HTTP/1.1 the fields etagate adds are spelled as registered (RFC 9110
+/// §8.8.3 `ETag`, RFC 9211 `Cache-Status`, RFC 9111 §5.1 `Age`), on a miss, a hit and a 304,
+/// beside the origin's own spelling.
+#[tokio::test]
+async fn fields_etagate_writes_are_spelled_as_registered_on_http1() {
+    let o = Origin::fixed("cased", &[("cache-control", "max-age=300")]).await;
+    let g = Gateway::single(&o, "    debug_headers: true\n", "").await;
+    let wait = Duration::from_secs(5);
+    let miss = crate::common::raw::get(g.port, "/cased", wait).await;
+    let hit = crate::common::raw::get(g.port, "/cased", wait).await;
+    let tag = hit.header("etag").expect("etag").to_string();
+    let head = format!(
+        "GET /cased HTTP/1.1\r\nHost: gateway.test\r\nIf-None-Match: {tag}\r\nConnection: close\r\n\r\n"
+    );
+    let not_modified = crate::common::raw::exchange(g.port, head, Vec::new(), wait).await;
+    assert_eq!(
+        (miss.status, hit.status, not_modified.status),
+        (200, 200, 304)
+    );
+    for (what, r, expected) in [
+        (
+            "miss",
+            &miss,
+            &["ETag", "Cache-Status", "X-Cache-Key", "X-Cache-Hit"][..],
+        ),
+        (
+            "hit",
+            &hit,
+            &["ETag", "Cache-Status", "Age", "X-Cache-Key", "X-Cache-Hit"][..],
+        ),
+        ("304", &not_modified, &["ETag", "Cache-Status"][..]),
+    ] {
+        for name in expected {
+            assert!(
+                r.names.iter().any(|n| n == name),
+                "{what}: no field spelled {name} in {:?}",
+                r.names
+            );
+        }
+    }
+}

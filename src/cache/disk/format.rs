@@ -122,12 +122,8 @@ impl Meta {
 fn head_bytes(h: &ResponseHeader) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(format!("HTTP/1.1 {}\r\n", h.status.as_u16()).as_bytes());
-    for (name, value) in h.headers.iter() {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
+    // With the names' case as they were written, so a disk hit spells them like a memory hit.
+    h.header_to_h1_wire(&mut out);
     out.extend_from_slice(b"\r\n");
     out
 }
@@ -241,7 +237,7 @@ mod tests {
     fn entry() -> Entry {
         let mut h = ResponseHeader::build(200, None).expect("header");
         h.append_header("content-type", "text/plain").expect("ct");
-        h.append_header("etag", "\"b3-x\"").expect("etag");
+        h.append_header("ETag", "\"b3-x\"").expect("etag");
         h.append_header("x-bytes", &b"caf\xe9"[..])
             .expect("obs-text");
         Entry::new(
@@ -268,6 +264,12 @@ mod tests {
         assert_eq!(meta.vary_spec(), e.vary);
         assert_eq!(head.status, e.header.status);
         assert_eq!(head.headers, e.header.headers);
+        let names = |h: &ResponseHeader| -> Vec<Vec<u8>> {
+            h.case_header_iter()
+                .map(|(n, _)| n.as_slice().to_vec())
+                .collect()
+        };
+        assert_eq!(names(&head), names(&e.header), "names keep their case");
         assert_eq!(body, e.body);
         assert_eq!(decode_meta(&file).expect("meta"), meta);
     }

@@ -140,6 +140,8 @@ pub struct RawResponse {
     pub status: u16,
     /// Field names in lower case.
     pub headers: Vec<(String, String)>,
+    /// Field names as they were written on the wire, in order.
+    pub names: Vec<String>,
     /// The body as framed (chunked framing removed), as much of it as arrived.
     pub body: Vec<u8>,
     /// The framing says the body is all there: Content-Length bytes, or the last chunk.
@@ -219,6 +221,7 @@ fn parse(bytes: &[u8], closed: bool, elapsed: Duration) -> RawResponse {
         return RawResponse {
             status: 0,
             headers: Vec::new(),
+            names: Vec::new(),
             body: Vec::new(),
             complete: false,
             closed,
@@ -235,6 +238,7 @@ fn parse(bytes: &[u8], closed: bool, elapsed: Duration) -> RawResponse {
             )
         })
         .collect();
+    let names = resp.headers.iter().map(|h| h.name.to_string()).collect();
     let field = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
     let rest = &bytes[head_len..];
     let (body, complete) = if field("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
@@ -247,6 +251,7 @@ fn parse(bytes: &[u8], closed: bool, elapsed: Duration) -> RawResponse {
     RawResponse {
         status: resp.code.unwrap_or(0),
         headers,
+        names,
         body,
         complete,
         closed,
