@@ -28,6 +28,7 @@
 //! not learned: it may still be stored, and its misses must go through the cache.
 
 use crate::http::cache_control::directives;
+use crate::http::targeted::{effective, Targets, CDN_CACHE_CONTROL};
 use crate::metrics::METRICS;
 use http::HeaderMap;
 use pingora_cache::key::HashBinary;
@@ -50,9 +51,28 @@ pub enum Unshared {
 }
 
 impl Unshared {
-    /// What a response's `Cache-Control` says against sharing it (`no-store` first), in one
-    /// pass over its directives.
-    pub fn of(headers: &HeaderMap) -> Option<Unshared> {
+    /// What a response says against sharing it (`no-store` first). A targeted field
+    /// (RFC 9213, `http::targeted`) decides what this cache may share; `Cache-Control` alone
+    /// still decides that a client gets no content ETag, so `NoStore` (skip everything) needs
+    /// both to say so, and a response only the targeted field keeps from the cache is `Private`.
+    pub fn of(headers: &HeaderMap, targets: &Targets) -> Option<Unshared> {
+        let plain = Unshared::of_cache_control(headers);
+        if !headers.contains_key(targets.own()) && !headers.contains_key(&CDN_CACHE_CONTROL) {
+            return plain;
+        }
+        let (shared, targeted) = effective(headers, targets);
+        if !targeted {
+            return plain;
+        }
+        match (shared.no_store, shared.private) {
+            (true, _) if plain == Some(Unshared::NoStore) => Some(Unshared::NoStore),
+            (true, _) | (_, true) => Some(Unshared::Private),
+            _ => None,
+        }
+    }
+
+    /// `Cache-Control` alone, in one pass over its directives.
+    fn of_cache_control(headers: &HeaderMap) -> Option<Unshared> {
         let mut found = None;
         for d in directives(headers.get_all(http::header::CACHE_CONTROL)) {
             if d.is("no-store") {
@@ -203,7 +223,53 @@ mod tests {
                     http::HeaderValue::from_str(l).expect("value"),
                 );
             }
-            assert_eq!(Unshared::of(&h), expect, "{lines:?}");
+            assert_eq!(Unshared::of(&h, &Targets::default()), expect, "{lines:?}");
+        }
+    }
+
+    /// A targeted field (RFC 9213) decides what the cache may share; Cache-Control what the
+    /// client is told. Skipping everything needs both to say no-store.
+    #[test]
+    fn a_targeted_field_decides_what_may_be_shared() {
+        for (fields, expect) in [
+            (
+                &[("cdn-cache-control", "no-store")][..],
+                Some(Unshared::Private),
+            ),
+            (
+                &[
+                    ("cdn-cache-control", "no-store"),
+                    ("cache-control", "no-store"),
+                ][..],
+                Some(Unshared::NoStore),
+            ),
+            (
+                &[
+                    ("cdn-cache-control", "max-age=60"),
+                    ("cache-control", "no-store"),
+                ][..],
+                None,
+            ),
+            (
+                &[
+                    ("etagate-cache-control", "private"),
+                    ("cache-control", "max-age=60"),
+                ][..],
+                Some(Unshared::Private),
+            ),
+            (
+                &[("cdn-cache-control", "&&&"), ("cache-control", "no-store")][..],
+                Some(Unshared::NoStore),
+            ),
+        ] {
+            let mut h = HeaderMap::new();
+            for (k, v) in fields {
+                h.append(
+                    http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                    http::HeaderValue::from_str(v).expect("value"),
+                );
+            }
+            assert_eq!(Unshared::of(&h, &Targets::default()), expect, "{fields:?}");
         }
     }
 

@@ -501,8 +501,31 @@ fn cache(c: &schema::CacheConf, r: &mut Reporter) -> CacheSettings {
         budget,
         max_object_size,
         lock_timeout: c.lock_timeout,
+        targets: targets(&c.targeted_field, r),
         disk,
     }
+}
+
+/// The target list with the configured name for etagate's own field: a field name that is
+/// none of the fields with a meaning of their own.
+fn targets(name: &str, r: &mut Reporter) -> Targets {
+    let key = "cache.targeted_field";
+    match http::HeaderName::from_bytes(name.trim().as_bytes()) {
+        Err(_) => r.at_value(
+            key,
+            format!("'{name}' is not a header field name; use letters, digits and '-', e.g. Etagate-Cache-Control"),
+        ),
+        Ok(n) if ["cache-control", "cdn-cache-control", "surrogate-control", "pragma", "expires"]
+            .contains(&n.as_str()) =>
+        {
+            r.at_value(
+                key,
+                format!("'{name}' already has a meaning of its own; name a field only etagate obeys, e.g. Etagate-Cache-Control"),
+            )
+        }
+        Ok(n) => return Targets::new(n),
+    }
+    Targets::default()
 }
 
 fn server(s: &schema::ServerConf, r: &mut Reporter) -> ServerSettings {
@@ -590,6 +613,27 @@ mod tests {
         super::super::parse("c.yaml", &text, ConfigSource::QuickMode)
             .map(|c| c.routes[0].tags.clone())
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_targeted_field_is_a_field_name_without_a_meaning_of_its_own() {
+        let parse = |extra: &str| {
+            let text = format!(
+                "listeners: [{{ address: 127.0.0.1:8080 }}]\nupstreams: {{ app: {{ servers: [127.0.0.1:8000] }} }}\nroutes: [{{ name: r, upstream: app }}]\n{extra}"
+            );
+            super::super::parse("c.yaml", &text, ConfigSource::QuickMode)
+                .map(|c| c.cache.targets.own().as_str().to_string())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(parse("").as_deref(), Ok("etagate-cache-control"));
+        assert_eq!(
+            parse("cache: { targeted_field: Acme-CC }\n").as_deref(),
+            Ok("acme-cc")
+        );
+        for bad in ["CDN-Cache-Control", "cache-control", "not a name"] {
+            let e = parse(&format!("cache: {{ targeted_field: {bad} }}\n")).expect_err(bad);
+            assert!(e.starts_with("c.yaml:4:") && e.contains(bad), "{e}");
+        }
     }
 
     #[test]

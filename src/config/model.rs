@@ -5,6 +5,7 @@
 
 use super::locate::SpanIndex;
 use crate::http::tags::TagHeader;
+pub use crate::http::targeted::Targets;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -135,6 +136,8 @@ pub struct CacheSettings {
     pub budget: usize,
     pub max_object_size: usize,
     pub lock_timeout: Duration,
+    /// The targeted cache-control fields (RFC 9213) this cache obeys, in order.
+    pub targets: Targets,
     pub disk: Option<DiskSettings>,
 }
 

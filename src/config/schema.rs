@@ -276,6 +276,13 @@ pub struct CacheConf {
     /// A disk tier under the memory tier: stored responses survive restarts and upgrades.
     #[serde(default)]
     pub disk: Option<DiskConf>,
+    /// The RFC 9213 targeted field only etagate obeys. Default `Etagate-Cache-Control`.
+    #[serde(default = "default_targeted_field")]
+    pub targeted_field: String,
+}
+
+fn default_targeted_field() -> String {
+    crate::http::targeted::DEFAULT_FIELD.to_string()
 }
 
 impl Default for CacheConf {
@@ -285,6 +292,7 @@ impl Default for CacheConf {
             max_object_size: None,
             lock_timeout: default_lock_timeout(),
             disk: None,
+            targeted_field: default_targeted_field(),
         }
     }
 }

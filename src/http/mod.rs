@@ -24,5 +24,6 @@ pub mod preconditions;
 pub mod range;
 pub mod storability;
 pub mod tags;
+pub mod targeted;
 pub mod usability;
 pub mod vary;

@@ -6,10 +6,11 @@
 //! later use of the stored copy reads the [`Freshness`] fixed here, never these headers again.
 //! Whether that copy may answer a given request is [`super::usability`]'s question.
 
-use super::cache_control::{Delta, RequestDirectives, ResponseDirectives, SurrogateDirectives};
+use super::cache_control::{Delta, RequestDirectives, SurrogateDirectives};
 use super::date::parse_http_date;
 use super::etag::is_content_etag;
 use super::freshness::Freshness;
+use super::targeted::{self, Targets};
 use super::vary::VarySpec;
 use http::header::{
     AGE, AUTHORIZATION, CACHE_CONTROL, DATE, ETAG, EXPIRES, LAST_MODIFIED, SET_COOKIE,
@@ -78,11 +79,13 @@ impl NotStored {
     }
 }
 
-/// Route-level storage choices.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StorePolicy {
+/// Storage choices of the route and the process.
+#[derive(Debug, Clone, Copy)]
+pub struct StorePolicy<'a> {
     /// Store responses that carry `Set-Cookie`.
     pub store_set_cookie: bool,
+    /// The targeted fields (RFC 9213) that override `Cache-Control` and `Expires` here.
+    pub targets: &'a Targets,
 }
 
 /// The moments a response was requested and received.
@@ -163,7 +166,8 @@ pub fn assess(
     if reqd.no_store {
         return Err(NotStored::RequestNoStore);
     }
-    let cc = ResponseDirectives::parse(resp.get_all(CACHE_CONTROL));
+    // RFC 9213 §2.2: a valid targeted field replaces Cache-Control and Expires for this cache.
+    let (cc, targeted) = targeted::effective(resp, policy.targets);
     let sc = SurrogateDirectives::parse(resp.get_all("surrogate-control"), SURROGATE_DEVICE);
     // Surrogate-Control addressed to this cache overrides Cache-Control for it. An invalid
     // max-age says nothing, so it cannot lift Cache-Control's `private` or `no-store`.
@@ -198,7 +202,7 @@ pub fn assess(
     if VarySpec::of(resp) == VarySpec::Star {
         return Err(NotStored::VaryStar);
     }
-    let has_expires = resp.contains_key(EXPIRES);
+    let has_expires = !targeted && resp.contains_key(EXPIRES);
     let explicit = surrogate_lifetime.is_some()
         || cc.s_maxage.is_some()
         || cc.max_age.is_some()
@@ -368,6 +372,7 @@ mod tests {
                     },
                     &StorePolicy {
                         store_set_cookie: g.store_set_cookie,
+                        targets: &Targets::default(),
                     },
                 );
                 (got != c.expect)
@@ -384,6 +389,105 @@ mod tests {
     /// Stored with `lifetime` seconds, received at `t0()` with no `Age`, no directives.
     fn stored(lifetime: u64) -> Freshness {
         Freshness::plain(secs(lifetime), t0())
+    }
+
+    /// RFC 9213 §2.2: the first valid targeted field replaces `Cache-Control` and `Expires`
+    /// for this cache (the public suite's `cdn-*` cases); an invalid one changes nothing.
+    #[test]
+    fn targeted_fields_override_cache_control_and_expires() {
+        run(&[
+            Case {
+                name: "CDN-Cache-Control max-age stores what Cache-Control no-store forbids",
+                given: Given {
+                    resp: &[
+                        ("cache-control", "no-store"),
+                        ("cdn-cache-control", "max-age=10000"),
+                    ],
+                    ..GET_200
+                },
+                expect: Ok(stored(10000)),
+            },
+            Case {
+                name: "a short CDN-Cache-Control max-age wins over a long Cache-Control one",
+                given: Given {
+                    resp: &[
+                        ("cache-control", "max-age=3600"),
+                        ("cdn-cache-control", "max-age=1"),
+                    ],
+                    ..GET_200
+                },
+                expect: Ok(stored(1)),
+            },
+            Case {
+                name: "CDN-Cache-Control no-store forbids what Cache-Control and Expires allow",
+                given: Given {
+                    resp: &[
+                        ("cache-control", "max-age=10000"),
+                        ("cdn-cache-control", "no-store"),
+                        ("expires", T0_PLUS_300S),
+                    ],
+                    ..GET_200
+                },
+                expect: Err(NotStored::NoStore),
+            },
+            Case {
+                name: "CDN-Cache-Control private forbids it too",
+                given: Given {
+                    resp: &[
+                        ("cache-control", "max-age=10000"),
+                        ("cdn-cache-control", "private"),
+                    ],
+                    ..GET_200
+                },
+                expect: Err(NotStored::Private),
+            },
+            Case {
+                name: "a past Expires is ignored beside a CDN-Cache-Control max-age",
+                given: Given {
+                    resp: &[
+                        ("cdn-cache-control", "max-age=3600"),
+                        ("expires", T0_MINUS_1D),
+                        ("date", T0),
+                    ],
+                    ..GET_200
+                },
+                expect: Ok(stored(3600)),
+            },
+            Case {
+                name: "an invalid CDN-Cache-Control is ignored whole: Cache-Control no-store holds",
+                given: Given {
+                    resp: &[
+                        ("cdn-cache-control", "max-age=10000, &&&&&"),
+                        ("cache-control", "no-store"),
+                    ],
+                    ..GET_200
+                },
+                expect: Err(NotStored::NoStore),
+            },
+            Case {
+                name: "etagate's own field comes before CDN-Cache-Control",
+                given: Given {
+                    resp: &[
+                        ("cdn-cache-control", "no-store"),
+                        ("etagate-cache-control", "max-age=60"),
+                    ],
+                    ..GET_200
+                },
+                expect: Ok(stored(60)),
+            },
+            Case {
+                name: "an authenticated request's response needs public or s-maxage in the field",
+                given: Given {
+                    req: &[("authorization", "Bearer x")],
+                    resp: &[
+                        ("cache-control", "public, max-age=60"),
+                        ("cdn-cache-control", "max-age=60"),
+                    ],
+                    ..GET_200
+                },
+                expect: Err(NotStored::Authorization),
+            },
+        ]);
     }
 
     #[test]

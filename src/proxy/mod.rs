@@ -354,13 +354,16 @@ impl Gateway {
             _ => PipelinePhase::Disabled,
         };
         let (status, cache_outcome) = outcome::of_pipeline(phase, routed.fwd, resp.status.as_u16());
+        let own_field = (!routed.via_peer).then_some(&routed.config.config.cache.targets);
         if routed.owner.is_some() {
+            // The owner kept etagate's own targeted field for this node's prediction.
+            storing::strip_for_client(resp, &routed.route, own_field);
             outcome::label_after_owner(resp, status, routed.config.cache_name())?;
             ctx.sent.cache_outcome = Some(cache_outcome);
             return Ok(());
         }
         let debug_key = routed.route.spec.debug_headers.then(|| routed.key.clone());
-        storing::strip_tags(resp, &routed.route);
+        storing::strip_for_client(resp, &routed.route, own_field);
         outcome::label(
             resp,
             status,
@@ -567,6 +570,7 @@ impl ProxyHttp for Gateway {
             authority: &routed.authority,
         };
         let sent_at = ctx.origin.sent_at;
+        let targets = &routed.config.config.cache.targets;
         // Pingora's phase is `Stale` both when the origin answered a revalidation with 304 and
         // when it sent a whole new response; only the former is a merge.
         let decision = match (
@@ -580,8 +584,16 @@ impl ProxyHttp for Gateway {
                 route,
                 &keyed,
                 sent_at,
+                targets,
             ),
-            _ => storing::decide_fresh_response(session.req_header(), resp, route, &keyed, sent_at),
+            _ => storing::decide_fresh_response(
+                session.req_header(),
+                resp,
+                route,
+                &keyed,
+                sent_at,
+                targets,
+            ),
         };
         if let Some(report) = ctx.inner_report() {
             report
@@ -811,7 +823,8 @@ impl ProxyHttp for Gateway {
                     .with_label_values(&[&owner.name, "ok"])
                     .inc();
                 // Nobody may share it: its next requests skip the owner (`cache::pass_through`).
-                let unshared = Unshared::of(&upstream_response.headers);
+                let targets = &ctx.routed()?.config.config.cache.targets;
+                let unshared = Unshared::of(&upstream_response.headers, targets);
                 if let Some(what) = unshared.filter(|_| status < 500) {
                     self.cache.pass_through.learn(ctx.routed()?.key.hash, what);
                 }
@@ -850,7 +863,10 @@ impl ProxyHttp for Gateway {
         let routed = ctx.routed()?;
         if routed.unshared == Some(Some(Unshared::NoStore))
             && status < 500
-            && Unshared::of(&upstream_response.headers) != Some(Unshared::NoStore)
+            && Unshared::of(
+                &upstream_response.headers,
+                &routed.config.config.cache.targets,
+            ) != Some(Unshared::NoStore)
         {
             self.cache.pass_through.forget(&routed.key.hash);
         }

@@ -91,9 +91,10 @@ async fn relay(
     let debug_key = route.spec.debug_headers.then(|| routed.key.clone());
     let stale = routed.stale.clone();
     let fwd = routed.fwd;
+    let via_peer = routed.via_peer;
     let config = routed.config.clone();
 
-    let unshared = Unshared::of(&header.headers);
+    let unshared = Unshared::of(&header.headers, &config.config.cache.targets);
     let no_store = unshared == Some(Unshared::NoStore);
     // An error page proves nothing either way.
     if status < 500 {
@@ -139,7 +140,8 @@ async fn relay(
     let same_content = same_content(stale.as_ref().and_then(|e| e.etag()), &header);
     let (cache_status, cache_outcome) =
         outcome::of_forwarded(&facts(&report, fwd, &header, same_content));
-    super::storing::strip_tags(&mut header, &route);
+    let own_field = (!via_peer).then_some(&config.config.cache.targets);
+    super::storing::strip_for_client(&mut header, &route, own_field);
     outcome::label(
         &mut header,
         cache_status,

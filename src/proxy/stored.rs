@@ -43,6 +43,7 @@ pub async fn serve_stored(
     let debug_key = route.spec.debug_headers.then(|| routed.key.clone());
     let primary = routed.key.hash;
     let config = routed.config.clone();
+    let via_peer = routed.via_peer;
     let cache_name = config.cache_name();
     let now = SystemTime::now();
     let (mut status, outcome) = outcome::of_stored(how, entry.freshness.ttl_secs(now));
@@ -82,7 +83,8 @@ pub async fn serve_stored(
             }
             None => {
                 let mut header: ResponseHeader = tagged.unwrap_or_else(|| entry.header.clone());
-                super::storing::strip_tags(&mut header, &route);
+                let own_field = (!via_peer).then_some(&config.config.cache.targets);
+                super::storing::strip_for_client(&mut header, &route, own_field);
                 header.insert_header(AGE, entry.freshness.age_header(now))?;
                 outcome::label(&mut header, status, debug_key.as_deref(), true, cache_name)?;
                 let decision = decide_unconditionally(session.req_header(), header, Some(len))?;

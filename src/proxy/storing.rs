@@ -7,6 +7,7 @@ use crate::cache::key::{url_text, PrimaryKey};
 use crate::http::headers::{merge_not_modified, strip_hop_by_hop};
 use crate::http::storability::{assess, Exchange, NotStored, StorePolicy};
 use crate::http::tags;
+use crate::http::targeted::Targets;
 use crate::http::vary::VarySpec;
 use crate::runtime::Route;
 use http::header::{CONTENT_LOCATION, CONTENT_TYPE, ETAG, LOCATION};
@@ -37,11 +38,16 @@ impl Keyed<'_> {
     }
 }
 
-/// Remove the route's tag headers from a response going to a client (the stored copy keeps
-/// them: the tag index is built from it).
-pub fn strip_tags(resp: &mut ResponseHeader, route: &Route) {
+/// Remove what only this cache reads from a response going out (the stored copy keeps it):
+/// the route's tag headers (the tag index is built from them) and etagate's own targeted field
+/// (`http::targeted`), which `own_field` names unless the response goes to a fleet member:
+/// the edge learns from it what the owner did.
+pub fn strip_for_client(resp: &mut ResponseHeader, route: &Route, own_field: Option<&Targets>) {
     for h in route.spec.tags.stripped() {
         resp.remove_header(&h.name());
+    }
+    if let Some(t) = own_field {
+        resp.remove_header(t.own());
     }
 }
 
@@ -72,9 +78,11 @@ pub fn decide_fresh_response(
     route: &Route,
     keyed: &Keyed<'_>,
     sent_at: Option<SystemTime>,
+    targets: &Targets,
 ) -> RespCacheable {
     let policy = StorePolicy {
         store_set_cookie: route.spec.cache.store_set_cookie,
+        targets,
     };
     let status = resp.status.as_u16();
     match assess(
@@ -126,11 +134,12 @@ pub fn decide_revalidated(
     route: &Route,
     keyed: &Keyed<'_>,
     sent_at: Option<SystemTime>,
+    targets: &Targets,
 ) -> RespCacheable {
     let Ok(merged) = merge_not_modified(stored, not_modified) else {
         return uncacheable(NotStored::Status);
     };
-    decide_fresh_response(req, &merged, route, keyed, sent_at)
+    decide_fresh_response(req, &merged, route, keyed, sent_at, targets)
 }
 
 /// The URLs a successful unsafe request invalidates (RFC 9111 §4.4): its own, and the

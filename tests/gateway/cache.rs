@@ -704,3 +704,57 @@ async fn a_no_store_key_skips_the_subrequest_until_its_response_changes() {
         "every no-store request reached the origin"
     );
 }
+
+/// RFC 9213 §2.2: `CDN-Cache-Control` and etagate's own targeted field decide what etagate
+/// stores, over `Cache-Control` (which still reaches the client); §3 `CDN-Cache-Control` is
+/// passed on, etagate's own field is not (docs/etags-and-caching.md).
+#[tokio::test]
+async fn targeted_cache_control_decides_storage_and_only_the_cdn_field_is_forwarded() {
+    let stored = Origin::fixed(
+        "cdn",
+        &[
+            ("cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=600"),
+            ("etagate-cache-control", "bogus, &&&"),
+        ],
+    )
+    .await;
+    let gw = Gateway::single(&stored, "", "").await;
+    let http = client();
+    let first = http.get(gw.url("/t")).send().await.expect("miss");
+    assert_eq!(header(&first, "cache-control"), Some("no-store"));
+    assert_eq!(header(&first, "cdn-cache-control"), Some("max-age=600"));
+    assert_eq!(header(&first, "etagate-cache-control"), None);
+    let second = http.get(gw.url("/t")).send().await.expect("hit");
+    assert!(
+        header(&second, "cache-status")
+            .expect("status")
+            .starts_with("etagate; hit"),
+        "stored by CDN-Cache-Control despite Cache-Control: no-store"
+    );
+    assert_eq!(header(&second, "etagate-cache-control"), None);
+    assert_eq!(stored.hits(), 1);
+
+    // A renamed own field, first on the list, forbids what Cache-Control allows.
+    let refused = Origin::fixed(
+        "own",
+        &[
+            ("cache-control", "max-age=600"),
+            ("cdn-cache-control", "max-age=600"),
+            ("acme-cache-control", "no-store"),
+        ],
+    )
+    .await;
+    let gw = Gateway::single(
+        &refused,
+        "",
+        "cache:\n  targeted_field: Acme-Cache-Control\n",
+    )
+    .await;
+    for _ in 0..2 {
+        let r = http.get(gw.url("/o")).send().await.expect("request");
+        assert_eq!(header(&r, "acme-cache-control"), None, "never forwarded");
+        assert_eq!(r.text().await.expect("body"), "own");
+    }
+    assert_eq!(refused.hits(), 2, "not stored");
+}
