@@ -5,10 +5,12 @@
 //! - [`schema`]: what the file may say (typed, unknown keys rejected);
 //! - [`check`]: every check the file alone can answer, once, with located errors;
 //! - [`model`]: the checked configuration;
-//! - [`locate`], [`error`]: positions in the file and messages that point at them.
+//! - [`locate`], [`error`]: positions in the file and messages that point at them;
+//! - [`env`]: `${NAME}` replaced by environment variables when the file is read.
 
 pub mod check;
 pub mod cluster;
+pub mod env;
 pub mod error;
 pub mod locate;
 pub mod model;
@@ -30,6 +32,7 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
             message: format!("cannot read the configuration: {e}; check the path given with -c"),
         })
     })?;
+    let text = env::expand(&name, &text, |v| std::env::var(v).ok())?;
     parse(&name, &text, ConfigSource::File(path.to_path_buf()))
 }
 
