@@ -24,8 +24,11 @@
 //! `no-store` skips the subrequest. A `private` response still gets a content tag (so it needs
 //! the subrequest); in a fleet it is the one thing learned for it: no member may share it, so
 //! its next requests go to the origin from the member the client reached instead of through
-//! the key's owner (`docs/fleet.md`). A response too large to hold back or of a skipped type is
-//! not learned: it may still be stored, and its misses must go through the cache.
+//! the key's owner (`docs/fleet.md`). A representation larger than both the cache's
+//! `max_object_size` and the route's `etag.max_buffer` is neither stored nor tagged, so it skips
+//! the subrequest and the cache like `no-store`, and its range requests are forwarded as ranges
+//! (issue #14). One only too large to hold back, or of a skipped type, is not learned: it may
+//! still be stored, and its misses must go through the cache.
 
 use crate::http::cache_control::directives;
 use crate::http::targeted::{effective, Targets, CDN_CACHE_CONTROL};
@@ -48,6 +51,10 @@ pub enum Unshared {
     NoStore,
     /// `private`: no owner (the subrequest still tags it).
     Private,
+    /// Larger than the cache stores and than the route holds back to tag: no subrequest, no
+    /// cache, no owner, and a `Range` goes to the origin as a range (RFC 9111 §3.3 allows it;
+    /// otherwise every range of it would cost a transfer of the whole representation).
+    TooLarge,
 }
 
 impl Unshared {

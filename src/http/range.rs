@@ -67,9 +67,63 @@ pub fn parse_range(value: &[u8], len: usize) -> RangeRequest {
     RangeRequest::Partial(start..end_inclusive.saturating_add(1).min(len))
 }
 
+/// The length of the whole representation a 200 or 206 response is (part of): its
+/// `Content-Length`, or for a 206 the complete length after the `/` of `Content-Range`
+/// (RFC 9110 §14.4); `None` when the response does not say.
+pub fn representation_len(status: u16, h: &http::HeaderMap) -> Option<u64> {
+    let text = |name| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    match status {
+        200 => text(http::header::CONTENT_LENGTH)?.parse().ok(),
+        206 => text(http::header::CONTENT_RANGE)?
+            .strip_prefix("bytes ")?
+            .rsplit_once('/')?
+            .1
+            .parse()
+            .ok(),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_whole_length_of_a_response_or_of_the_representation_a_part_is_of() {
+        let h = |pairs: &[(&str, &str)]| {
+            let mut m = http::HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(
+                    http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                    http::HeaderValue::from_str(v).expect("value"),
+                );
+            }
+            m
+        };
+        type Case = (u16, &'static [(&'static str, &'static str)], Option<u64>);
+        let cases: [Case; 6] = [
+            (200, &[("content-length", "5000")], Some(5000)),
+            (200, &[], None),
+            (
+                206,
+                &[
+                    ("content-length", "1024"),
+                    ("content-range", "bytes 0-1023/67108864"),
+                ],
+                Some(67_108_864),
+            ),
+            (206, &[("content-range", "bytes 0-1023/*")], None),
+            (206, &[("content-range", "items 0-1/2")], None),
+            (304, &[("content-length", "5000")], None),
+        ];
+        for (status, fields, want) in cases {
+            assert_eq!(
+                representation_len(status, &h(fields)),
+                want,
+                "{status} {fields:?}"
+            );
+        }
+    }
     use RangeRequest::*;
 
     #[test]

@@ -299,7 +299,7 @@ impl Metrics {
             pass_through: counter_vec(
                 &r,
                 "etagate_pass_through_predictions_total",
-                "Keys whose responses say no-store, whose misses therefore skip the inner subrequest: learned, predicted (a request that skipped it), forgotten (the response no longer said no-store) or expired.",
+                "Keys whose responses say no-store or are too large to keep or tag, whose misses therefore skip the inner subrequest: learned, predicted (a request that skipped it), forgotten (the response no longer said so) or expired.",
                 &["outcome"],
             ),
             origin_requests: counter_vec(

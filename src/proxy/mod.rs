@@ -62,6 +62,7 @@ use crate::http::etag::is_content_etag;
 use crate::http::headers::strip_hop_by_hop;
 use crate::http::names;
 use crate::http::preconditions::{is_conditional, CONDITIONAL_FIELDS};
+use crate::http::range::representation_len;
 use crate::http::storability::SURROGATE_DEVICE;
 use crate::http::usability::{usability, Use};
 use crate::http::vary::{variance, VarySpec};
@@ -314,18 +315,19 @@ impl Gateway {
                 return Ok(true);
             }
         }
-        match forward {
-            // Its last response said no-store: nothing to tag, keep or judge; the pipeline,
-            // without the cache (`cache::pass_through`).
-            Forward::Subrequest if self.unshared(ctx)? == Some(Unshared::NoStore) => {
+        match (forward, self.unshared(ctx)?) {
+            // Its last response said no-store, or was too large to keep or tag: nothing to
+            // tag, keep or judge; the pipeline, without the cache (`cache::pass_through`),
+            // which forwards a Range as it came.
+            (Forward::Subrequest, Some(Unshared::NoStore)) | (_, Some(Unshared::TooLarge)) => {
                 ctx.routed_mut()?.fwd = Some(Fwd::Bypass);
                 Ok(false)
             }
-            Forward::Subrequest => {
+            (Forward::Subrequest, _) => {
                 let pass = &self.cache.pass_through;
                 relay::forward(session, ctx, store, &self.buffers, pass).await
             }
-            Forward::Pipeline => Ok(false),
+            (Forward::Pipeline, _) => Ok(false),
         }
     }
 
@@ -858,16 +860,23 @@ impl ProxyHttp for Gateway {
         if status == 304 {
             ctx.origin.not_modified = Some(Box::new(upstream_response.clone()));
         }
-        // A key predicted to say no-store that no longer does: its next request is tagged
-        // and stored again.
+        // A key predicted to say no-store, or to be too large, that no longer does: its next
+        // request is tagged and stored again.
         let routed = ctx.routed()?;
-        if routed.unshared == Some(Some(Unshared::NoStore))
-            && status < 500
-            && Unshared::of(
-                &upstream_response.headers,
-                &routed.config.config.cache.targets,
-            ) != Some(Unshared::NoStore)
-        {
+        let changed = match routed.unshared {
+            Some(Some(Unshared::NoStore)) => {
+                Unshared::of(
+                    &upstream_response.headers,
+                    &routed.config.config.cache.targets,
+                ) != Some(Unshared::NoStore)
+            }
+            Some(Some(Unshared::TooLarge)) => {
+                representation_len(status, &upstream_response.headers)
+                    .is_some_and(|n| !storing::beyond_keeping(&routed.route, &routed.config, n))
+            }
+            _ => false,
+        };
+        if changed && status < 500 {
             self.cache.pass_through.forget(&routed.key.hash);
         }
         let req = session.req_header();
@@ -912,6 +921,11 @@ impl ProxyHttp for Gateway {
                 }
                 _ => {}
             }
+            return Ok(());
+        }
+        // An interim response goes on as the origin sent it: it is not the answer that is
+        // labelled, counted and logged.
+        if upstream_response.status.is_informational() && upstream_response.status != 101 {
             return Ok(());
         }
         ctx.sent.status = upstream_response.status.as_u16();

@@ -18,6 +18,7 @@ use crate::cache::pass_through::{PassThrough, Unshared};
 use crate::cache::storage::MemStore;
 use crate::http::etag::{is_content_etag, EntityTag};
 use crate::http::headers::{content_length, set_content_etag};
+use crate::http::range::representation_len;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, ETAG};
 use pingora_error::{Error, ErrorType, Result};
@@ -60,18 +61,23 @@ async fn relay(
     inner: &mut Inner,
 ) -> Result<()> {
     let report = inner.report.clone();
-    let mut header = match inner.next().await {
-        Ok(Piece::Header(h)) => h,
-        Ok(_) | Err(_) => {
-            // The inner produced no response at all (it writes its own 502/504 for origin
-            // failures, so this is an internal failure).
-            if serve_stale_on_error(session, ctx, store, 0).await? {
-                return Ok(());
+    let mut header = loop {
+        match inner.next().await {
+            // RFC 9110 §15.2: a proxy forwards 1xx responses. Pingora drops them on HTTP/2
+            // (docs/conformance/README.md says what that would take).
+            Ok(Piece::Interim(h)) => session.write_response_header(h, false).await?,
+            Ok(Piece::Header(h)) => break h,
+            Ok(_) | Err(_) => {
+                // The inner produced no response at all (it writes its own 502/504 for origin
+                // failures, so this is an internal failure).
+                if serve_stale_on_error(session, ctx, store, 0).await? {
+                    return Ok(());
+                }
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(502),
+                    "the inner request produced no response",
+                );
             }
-            return Error::e_explain(
-                ErrorType::HTTPStatus(502),
-                "the inner request produced no response",
-            );
         }
     };
     let status = header.status.as_u16();
@@ -98,9 +104,15 @@ async fn relay(
     let no_store = unshared == Some(Unshared::NoStore);
     // An error page proves nothing either way.
     if status < 500 {
+        let len = representation_len(status, &header.headers);
         match unshared {
             // The next misses for this key skip the subrequest.
             Some(Unshared::NoStore) => pass.learn(routed.key.hash, Unshared::NoStore),
+            // And these the cache too, and their ranges go to the origin as ranges. (A length
+            // the header does not give is not learned.)
+            _ if len.is_some_and(|n| super::storing::beyond_keeping(&route, &config, n)) => {
+                pass.learn(routed.key.hash, Unshared::TooLarge)
+            }
             // A key a member learned was private (and so kept from its owner) is shared again.
             None if routed.unshared == Some(Some(Unshared::Private)) => {
                 pass.forget(&routed.key.hash)
@@ -241,7 +253,7 @@ async fn buffer_and_hash<'a>(
                 body.complete = true;
                 return Ok(Some(hasher.finalize()));
             }
-            Ok(Piece::Header(_)) => {}
+            Ok(Piece::Header(_) | Piece::Interim(_)) => {}
             Err(e) => {
                 // Nothing has been sent: never a complete-looking response, but the status
                 // says what happened (an origin that fell silent is a 504).
@@ -314,7 +326,7 @@ async fn stream(
                 }
             }
             Ok(Piece::End) => break,
-            Ok(Piece::Header(_)) => {}
+            Ok(Piece::Header(_) | Piece::Interim(_)) => {}
             Err(e) => {
                 // The header is out: the only honest signal left is to break the connection
                 // so the client sees a truncated response, never a complete one.

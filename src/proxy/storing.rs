@@ -9,7 +9,7 @@ use crate::http::storability::{assess, Exchange, NotStored, StorePolicy};
 use crate::http::tags;
 use crate::http::targeted::Targets;
 use crate::http::vary::VarySpec;
-use crate::runtime::Route;
+use crate::runtime::{Route, RuntimeConfig};
 use http::header::{CONTENT_LOCATION, CONTENT_TYPE, ETAG, LOCATION};
 use pingora_cache::{CacheMeta, NoCacheReason, RespCacheable};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -49,6 +49,14 @@ pub fn strip_for_client(resp: &mut ResponseHeader, route: &Route, own_field: Opt
     if let Some(t) = own_field {
         resp.remove_header(t.own());
     }
+}
+
+/// A representation of `len` bytes is larger than the cache stores and than the route holds
+/// back to tag: nothing would be done with it but stream it.
+pub fn beyond_keeping(route: &Route, config: &RuntimeConfig, len: u64) -> bool {
+    let etag = &route.spec.etag;
+    let held = if etag.enabled { etag.max_buffer } else { 0 };
+    len > config.config.cache.max_object_size.max(held) as u64
 }
 
 fn uncacheable(reason: NotStored) -> RespCacheable {

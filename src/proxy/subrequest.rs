@@ -178,6 +178,9 @@ pub fn spawn_refresh(session: &mut Session, outer: &Routed, entry: &Entry) {
 
 /// One piece of the inner response.
 pub enum Piece {
+    /// An interim (1xx) response from the origin, such as 103 Early Hints: relayed to the
+    /// client ahead of the final one, never stored.
+    Interim(Box<ResponseHeader>),
     Header(Box<ResponseHeader>),
     Body(Bytes),
     End,
@@ -230,6 +233,11 @@ impl Inner {
             match self.rx.recv().await {
                 Some(HttpTask::Header(h, eos)) => {
                     if h.status.is_informational() {
+                        // 101 belongs to a protocol switch, which a GET or HEAD for the cache
+                        // never asks for.
+                        if h.status != 101 {
+                            return Ok(Piece::Interim(h));
+                        }
                         continue;
                     }
                     self.ended = eos;

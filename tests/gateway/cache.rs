@@ -758,3 +758,82 @@ async fn targeted_cache_control_decides_storage_and_only_the_cdn_field_is_forwar
     }
     assert_eq!(refused.hits(), 2, "not stored");
 }
+
+/// RFC 9111 §3.3 and issue #14 item 5: a representation larger than the cache keeps and than
+/// the route holds back to tag is learned from its first response; its later range requests
+/// go to the origin as ranges instead of costing a transfer of the whole representation each,
+/// and the origin's 206 reaches the client as sent (no content ETag: a tag is only ever for a
+/// complete body). The next full request streams it whole.
+#[tokio::test]
+async fn ranges_of_a_representation_too_large_to_keep_are_forwarded_as_ranges() {
+    let body: Bytes = (0..300_000u32)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into();
+    let whole = body.clone();
+    let o = Origin::start(move |seen| {
+        let reply = match seen.header("range").and_then(|r| r.strip_prefix("bytes=")) {
+            Some(spec) => {
+                let (a, b) = spec.split_once('-').expect("a-b");
+                let (a, b): (usize, usize) = (a.parse().expect("a"), b.parse().expect("b"));
+                Reply::status(206)
+                    .header("content-range", format!("bytes {a}-{b}/{}", whole.len()))
+                    .body(whole.slice(a..=b))
+            }
+            None => Reply::ok(whole.clone()),
+        };
+        reply.header("cache-control", "max-age=600")
+    })
+    .await;
+    // Keeps at most 64 KiB (a sixteenth of 1 MiB), holds back at most 16 KiB.
+    let gw = Gateway::single(
+        &o,
+        "    etag: { max_buffer: 16KiB }\n",
+        "cache:\n  budget: 1MiB\n",
+    )
+    .await;
+    let http = client();
+    let range = |a: usize, b: usize| {
+        http.get(gw.url("/big"))
+            .header("range", format!("bytes={a}-{b}"))
+            .send()
+    };
+    let first = range(1000, 2023).await.expect("first");
+    assert_eq!(first.status(), 206);
+    assert_eq!(first.bytes().await.expect("body"), body.slice(1000..2024));
+    assert_eq!(
+        o.last().header("range"),
+        None,
+        "the first request learns: a whole fetch"
+    );
+    for (a, b) in [(5000, 5099), (299_000, 299_999)] {
+        let r = range(a, b).await.expect("range");
+        assert_eq!(r.status(), 206);
+        assert_eq!(
+            header(&r, "content-range"),
+            Some(format!("bytes {a}-{b}/300000").as_str())
+        );
+        assert_eq!(header(&r, "etag"), None);
+        assert!(header(&r, "cache-status")
+            .expect("status")
+            .contains("fwd=bypass"));
+        assert_eq!(r.bytes().await.expect("body"), body.slice(a..=b));
+        assert_eq!(
+            o.last().header("range"),
+            Some(format!("bytes={a}-{b}").as_str()),
+            "forwarded as a range"
+        );
+    }
+    let full = http.get(gw.url("/big")).send().await.expect("full");
+    assert_eq!(full.status(), 200);
+    assert_eq!(full.bytes().await.expect("body"), body);
+    assert_eq!(o.hits(), 4);
+    assert_eq!(
+        gw.metric(
+            "etagate_pass_through_predictions_total",
+            &[("outcome", "predicted")]
+        )
+        .await,
+        3.0
+    );
+}

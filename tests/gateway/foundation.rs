@@ -351,3 +351,72 @@ async fn a_taken_address_is_reported_instead_of_retried_forever() {
         "{err}"
     );
 }
+
+/// Everything the gateway writes on a new connection for `GET path`, until it closes it.
+async fn wire_bytes(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let head = format!("GET {path} HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("the gateway closes the connection")
+        .expect("read");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// RFC 9110 §15.2 and RFC 8297: a `103 Early Hints` from the origin reaches an HTTP/1.1 client
+/// before the final response, on the content-ETag path and the pass-through path alike, as
+/// the origin sent it (no `Cache-Status` of its own); it is never stored, so a hit does not
+/// replay it (RFC 9111 §3: only final responses are stored).
+#[tokio::test]
+async fn early_hints_reach_http1_clients_before_the_response_and_are_never_replayed() {
+    use crate::common::raw::{RawOrigin, Script};
+    let o = RawOrigin::start(|_, line| {
+        let cc = if line.contains("/private") { "no-store" } else { "max-age=60" };
+        Script::new()
+            .write("HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload\r\n\r\n")
+            .wait(Duration::from_millis(20))
+            .write(format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCache-Control: {cc}\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhints"
+            ))
+    })
+    .await;
+    let g = Gateway::start(&format!(
+        "upstreams:\n  app: {{ servers: [{}] }}\nroutes:\n  - {{ name: main, upstream: app }}\n",
+        o.addr
+    ))
+    .await;
+    let early =
+        "HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\n";
+    let miss = wire_bytes(g.port, "/page").await;
+    assert!(miss.starts_with(early), "{miss}");
+    assert!(
+        miss.contains("ETag: \"b3-") && miss.ends_with("hints"),
+        "{miss}"
+    );
+    let hit = wire_bytes(g.port, "/page").await;
+    assert!(
+        hit.starts_with("HTTP/1.1 200 OK\r\n"),
+        "a hit replays no 103: {hit}"
+    );
+    assert!(hit.contains("Cache-Status: etagate; hit"), "{hit}");
+    // no-store: the second request for the key takes the pass-through path.
+    for _ in 0..2 {
+        let passed = wire_bytes(g.port, "/private").await;
+        assert!(passed.starts_with(early), "{passed}");
+        assert!(passed.ends_with("hints"), "{passed}");
+    }
+    assert_eq!(o.hits(), 3);
+    // HTTP/2: Pingora 0.9.1 drops interim responses there; the final one arrives intact.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let r = h2.get(g.url("/h2")).send().await.expect("h2 request");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.expect("body"), "hints");
+}
