@@ -8,9 +8,17 @@
 #   - shell: bash -n (and shellcheck when installed) on deploy/systemd/etagate-upgrade.sh;
 #   - the example config deploy/etagate.yaml passes `etagate -t` (when a built etagate binary is
 #     found: $ETAGATE_BIN, else the newer of target/release and target/debug; skipped otherwise);
-#   - logrotate --debug on deploy/logrotate/etagate when logrotate is installed.
+#   - logrotate --debug on deploy/logrotate/etagate when logrotate is installed;
+#   - Kubernetes: scripts/check-kubernetes.sh (deploy/kubernetes/ rendered with kubectl kustomize,
+#     validated offline with kubernetes-validate, the PrometheusRule against alerts.yml with
+#     promtool, the PodMonitor, the objects against each other and the image, and the
+#     ConfigMap's configuration, with the variables the container's env sets, through
+#     `etagate -t` in a stand-in for the pod);
+#   - the container image: bash -n on the scripts that check it, then scripts/check-image-runtime.sh
+#     (the binary run as deploy/container/Dockerfile's entrypoint runs it, as its user, on a
+#     read-only root, in front of the demo origin; skipped without root or a built binary).
 # Needs promtool (Debian: apt-get install prometheus, or scripts/install-deps.sh test) and
-# python3.
+# python3; kubectl and kubernetes-validate for the Kubernetes checks (install-deps.sh test).
 # With --live (and a built binary), also runs deploy/systemd/etagate-upgrade.sh for real on
 # loopback ports: the forking unit's start and reload helpers, then an in-place upgrade.
 # Usage: scripts/check-deploy.sh [--live]
@@ -146,9 +154,13 @@ if [ -x deploy/systemd/etagate-upgrade.sh ]; then
 else
   fail "deploy/systemd/etagate-upgrade.sh is not executable (chmod +x)"
 fi
+image_scripts=(scripts/check-kubernetes.sh scripts/check-image-runtime.sh scripts/lib/run-in-image.sh
+  scripts/lib/container.sh)
+check "bash -n ${image_scripts[*]}" bash -c 'for f; do bash -n "$f" || exit 1; done' _ "${image_scripts[@]}"
 if command -v shellcheck >/dev/null 2>&1; then
-  check "shellcheck deploy/systemd/etagate-upgrade.sh scripts/check-deploy.sh" \
-    shellcheck -S warning deploy/systemd/etagate-upgrade.sh scripts/check-deploy.sh
+  check "shellcheck deploy/systemd/etagate-upgrade.sh scripts/check-deploy.sh and the image's and Kubernetes checks' scripts" \
+    shellcheck -S warning -x deploy/systemd/etagate-upgrade.sh scripts/check-deploy.sh \
+      "${image_scripts[@]}"
 else
   skip "shellcheck: not installed"
 fi
@@ -253,6 +265,18 @@ if command -v logrotate >/dev/null 2>&1; then
 else
   skip "logrotate --debug: logrotate is not installed"
 fi
+
+# --- Kubernetes manifests and the container image -------------------------------------------
+# Both scripts print ok/FAIL/skip lines of their own; each FAIL line counts here.
+for script in scripts/check-kubernetes.sh scripts/check-image-runtime.sh; do
+  "$script" >"$tmp/sub" 2>&1
+  rc=$?
+  grep -v '^check-[a-z-]*: ' "$tmp/sub"
+  failures=$((failures + $(grep -c '^FAIL' "$tmp/sub")))
+  if [ $rc -ne 0 ] && ! grep -q '^FAIL' "$tmp/sub"; then
+    fail "$script exited with status $rc"
+  fi
+done
 
 if [ $failures -gt 0 ]; then
   echo "check-deploy: $failures check(s) failed"
