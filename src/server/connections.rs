@@ -74,12 +74,27 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGate<A> {
         if self.open.fetch_add(1, Ordering::AcqRel) >= max {
             self.open.fetch_sub(1, Ordering::AcqRel);
             METRICS.client_connections_refused.inc();
-            refuse(stream).await;
+            // Boxed: its read buffer would otherwise be part of every connection's future.
+            Box::pin(refuse(stream)).await;
             return None;
         }
         METRICS.client_connections.inc();
         let _slot = Slot(&self.open);
-        let stream: Stream = Box::new(HeaderDeadline::new(stream, header_timeout));
+        let mut stream: Stream = Box::new(HeaderDeadline::new(stream, header_timeout));
+        // Until its first byte, a connection holds only this future: Pingora's session state
+        // (tens of KiB, allocated when `process_new` is called) waits for something to read.
+        // A stream that cannot peek (TLS, whose handshake already read from the client) goes
+        // on at once.
+        let mut first = [0u8; 1];
+        let mut stopping = shutdown.clone();
+        tokio::select! {
+            peeked = stream.try_peek(&mut first) => {
+                if peeked.is_err() {
+                    return None;
+                }
+            }
+            _ = stopping.changed() => return None,
+        }
         // HTTP/1 keep-alive is served inside this call; it returns when the connection ends.
         let mut next = self.inner.process_new(stream, shutdown).await;
         while let Some(s) = next {

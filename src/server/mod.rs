@@ -42,6 +42,12 @@ use std::sync::Arc;
 /// than it are written straight through, as before.
 const DOWNSTREAM_WRITE_BUFFER: usize = 32 * 1024;
 
+/// No read buffer under a client connection (Pingora's default is 64 KiB, allocated and
+/// zeroed at accept): Pingora's HTTP/1 session reads a request into its own buffer, and HTTP/2
+/// and TLS keep theirs, so this one only copied bytes twice and made every idle connection
+/// cost 64 KiB more (issue #15: 123 KiB per idle connection before, `docs/performance-notes.md`).
+const DOWNSTREAM_READ_BUFFER: usize = 0;
+
 /// Load the configuration named on the command line (a file, or quick mode's flags), check it
 /// and instantiate it.
 pub fn load(cli: &Cli) -> Result<RuntimeConfig, ConfigErrors> {
@@ -204,8 +210,10 @@ pub fn run(cli: Cli) -> ExitCode {
     );
     for l in &listeners {
         let addr = l.address.to_string();
-        let endpoint = ListenerConfig::tcp(addr.as_str())
-            .l4_buffer(L4BufferSettings::default().write(DOWNSTREAM_WRITE_BUFFER));
+        let endpoint = ListenerConfig::tcp(addr.as_str()).l4_buffer(L4BufferSettings::new(
+            DOWNSTREAM_READ_BUFFER,
+            DOWNSTREAM_WRITE_BUFFER,
+        ));
         match resolvers.get(&l.address) {
             None => proxy.add_listener(endpoint),
             // No files here: the resolver holds the certificate, so a reload can replace it.
