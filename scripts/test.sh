@@ -21,6 +21,8 @@ echo "== disk-tier hits beside nginx, smoke mode"
 scripts/bench-disk.sh --no-build --runs 1 --duration 1s --objects 300
 echo "== instructions per request beside nginx, smoke mode"
 scripts/instructions.sh --no-build --light 20 --heavy 120
+echo "== memory per idle connection beside nginx, smoke mode"
+scripts/bench-idle.sh --no-build --counts 200 --settle 1
 echo "== origin-offload replay, smoke mode"
 scripts/offload.sh --smoke --no-build
 echo "== soak, one minute"
