@@ -79,7 +79,7 @@ impl Unshared {
     }
 
     /// `Cache-Control` alone, in one pass over its directives.
-    fn of_cache_control(headers: &HeaderMap) -> Option<Unshared> {
+    pub fn of_cache_control(headers: &HeaderMap) -> Option<Unshared> {
         let mut found = None;
         for d in directives(headers.get_all(http::header::CACHE_CONTROL)) {
             if d.is("no-store") {

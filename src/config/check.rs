@@ -515,12 +515,12 @@ fn targets(name: &str, r: &mut Reporter) -> Targets {
             key,
             format!("'{name}' is not a header field name; use letters, digits and '-', e.g. Etagate-Cache-Control"),
         ),
-        Ok(n) if ["cache-control", "cdn-cache-control", "surrogate-control", "pragma", "expires"]
-            .contains(&n.as_str()) =>
-        {
+        // RFC 9213 targeted fields are named `<target>-Cache-Control`; the suffix also keeps
+        // this from naming a field with a meaning of its own (it is removed from responses).
+        Ok(n) if !n.as_str().ends_with("-cache-control") || n.as_str() == "cdn-cache-control" => {
             r.at_value(
                 key,
-                format!("'{name}' already has a meaning of its own; name a field only etagate obeys, e.g. Etagate-Cache-Control"),
+                format!("'{name}' is not a targeted field of etagate's own; name one ending in -Cache-Control other than CDN-Cache-Control, e.g. Etagate-Cache-Control"),
             )
         }
         Ok(n) => return Targets::new(n),
@@ -627,10 +627,10 @@ mod tests {
         };
         assert_eq!(parse("").as_deref(), Ok("etagate-cache-control"));
         assert_eq!(
-            parse("cache: { targeted_field: Acme-CC }\n").as_deref(),
-            Ok("acme-cc")
+            parse("cache: { targeted_field: Acme-Cache-Control }\n").as_deref(),
+            Ok("acme-cache-control")
         );
-        for bad in ["CDN-Cache-Control", "cache-control", "not a name"] {
+        for bad in ["CDN-Cache-Control", "cache-control", "Vary", "not a name"] {
             let e = parse(&format!("cache: {{ targeted_field: {bad} }}\n")).expect_err(bad);
             assert!(e.starts_with("c.yaml:4:") && e.contains(bad), "{e}");
         }

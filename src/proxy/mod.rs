@@ -82,6 +82,7 @@ use pingora_cache::{
     CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, ForcedFreshness, HitHandler,
     RespCacheable,
 };
+use pingora_core::protocols::http::ServerSession as HttpSession;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -203,6 +204,15 @@ impl Gateway {
             routed.fwd = Some(Fwd::Bypass);
         }
     }
+}
+
+/// A final response went to the client. An interim one (103) does not count: after it a
+/// failure still owes the client its 502 or 504 (RFC 9110 §15.2), and a failover is still
+/// possible. (Pingora records a 1xx as the response written.)
+fn final_written(session: &HttpSession) -> bool {
+    session
+        .response_written()
+        .is_some_and(|r| !r.status.is_informational() || r.status == 101)
 }
 
 fn scheme(session: &Session) -> &'static str {
@@ -419,6 +429,13 @@ impl ProxyHttp for Gateway {
             // Another process has (or will have) the listening sockets: after this response the
             // client reconnects there instead of finding its idle connection closed.
             session.set_keepalive(None);
+        }
+        // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client (it would read it as the answer);
+        // Pingora then drops the origin's interim responses on both paths.
+        if session.req_header().version < http::Version::HTTP_11 {
+            if let HttpSession::H1(h1) = session.as_downstream_mut() {
+                h1.set_ignore_info_resp(true);
+            }
         }
         let mut scheme = scheme(session);
         let via_peer = if self.peer_listener {
@@ -700,8 +717,8 @@ impl ProxyHttp for Gateway {
             // Only the owner's (or the link's) failure moves the request, and only while
             // nothing has gone to the client: a client that went away, or a response already
             // half relayed, is no reason to ask anyone else.
-            let owners_fault = *e.esource() == ErrorSource::Upstream
-                && session.as_ref().response_written().is_none();
+            let owners_fault =
+                *e.esource() == ErrorSource::Upstream && !final_written(session.as_ref());
             if !owners_fault || !replayable {
                 e.set_retry(false);
                 return e;
@@ -870,9 +887,11 @@ impl ProxyHttp for Gateway {
                     &routed.config.config.cache.targets,
                 ) != Some(Unshared::NoStore)
             }
-            Some(Some(Unshared::TooLarge)) => {
-                representation_len(status, &upstream_response.headers)
-                    .is_some_and(|n| !storing::beyond_keeping(&routed.route, &routed.config, n))
+            // Believed only while whole responses keep stating a length beyond keeping (a 304
+            // says the large representation is unchanged).
+            Some(Some(Unshared::TooLarge)) if matches!(status, 200 | 206) => {
+                !representation_len(status, &upstream_response.headers)
+                    .is_some_and(|n| storing::beyond_keeping(&routed.route, &routed.config, n))
             }
             _ => false,
         };
@@ -961,8 +980,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let (code, outcome, text) = upstream::failure_response(e);
-        let relayed =
-            matches!(e.etype(), ErrorType::HTTPStatus(_)) || session.response_written().is_some();
+        let relayed = matches!(e.etype(), ErrorType::HTTPStatus(_)) || final_written(session);
         if matches!(e.esource(), ErrorSource::Upstream) && !relayed {
             if let Some(route) = ctx.route() {
                 route.upstream.metrics.outcome(outcome);
@@ -975,7 +993,7 @@ impl ProxyHttp for Gateway {
                 );
             }
         }
-        if code > 0 && session.response_written().is_none() {
+        if code > 0 && !final_written(session) {
             session.set_keepalive(None);
             // A member asking this node as the owner tells the owner's own failures from the
             // origin's by this field: an origin that failed (or is at its limit) is no reason
@@ -1037,7 +1055,7 @@ impl ProxyHttp for Gateway {
             return;
         }
         let total = ctx.started.elapsed();
-        if ctx.sent.status == 0 {
+        if ctx.sent.status == 0 && final_written(session) {
             ctx.sent.status = session
                 .response_written()
                 .map(|r| r.status.as_u16())

@@ -101,16 +101,27 @@ async fn relay(
     let config = routed.config.clone();
 
     let unshared = Unshared::of(&header.headers, &config.config.cache.targets);
-    let no_store = unshared == Some(Unshared::NoStore);
+    // Whether the client may get a content tag follows Cache-Control alone; a targeted field
+    // (`http::targeted`) only decides what this cache keeps.
+    let no_store = Unshared::of_cache_control(&header.headers) == Some(Unshared::NoStore);
     // An error page proves nothing either way.
     if status < 500 {
         let len = representation_len(status, &header.headers);
+        // Learned only from an answer every client of the URL gets: one that varies with the
+        // request, or answers credentials, says nothing of the others' (one client could
+        // otherwise take the cache and the tags from everyone for a while).
+        let req = &session.req_header().headers;
+        let everyones = !header.headers.contains_key(http::header::VARY)
+            && !req.contains_key(http::header::AUTHORIZATION)
+            && !req.contains_key(http::header::COOKIE);
         match unshared {
             // The next misses for this key skip the subrequest.
             Some(Unshared::NoStore) => pass.learn(routed.key.hash, Unshared::NoStore),
             // And these the cache too, and their ranges go to the origin as ranges. (A length
             // the header does not give is not learned.)
-            _ if len.is_some_and(|n| super::storing::beyond_keeping(&route, &config, n)) => {
+            _ if everyones
+                && len.is_some_and(|n| super::storing::beyond_keeping(&route, &config, n)) =>
+            {
                 pass.learn(routed.key.hash, Unshared::TooLarge)
             }
             // A key a member learned was private (and so kept from its owner) is shared again.

@@ -88,6 +88,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGate<A> {
         let mut first = [0u8; 1];
         let mut stopping = shutdown.clone();
         tokio::select! {
+            // A request already here is served even when the drain began in the same instant.
+            biased;
             peeked = stream.try_peek(&mut first) => {
                 if peeked.is_err() {
                     return None;

@@ -354,11 +354,16 @@ async fn a_taken_address_is_reported_instead_of_retried_forever() {
 
 /// Everything the gateway writes on a new connection for `GET path`, until it closes it.
 async fn wire_bytes(port: u16, path: &str) -> String {
+    wire_bytes_as(port, path, "HTTP/1.1").await
+}
+
+/// The same, asking in `version`.
+async fn wire_bytes_as(port: u16, path: &str, version: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
-    let head = format!("GET {path} HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n\r\n");
+    let head = format!("GET {path} {version}\r\nHost: gateway.test\r\nConnection: close\r\n\r\n");
     s.write_all(head.as_bytes()).await.expect("write");
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
@@ -419,4 +424,55 @@ async fn early_hints_reach_http1_clients_before_the_response_and_are_never_repla
     let r = h2.get(g.url("/h2")).send().await.expect("h2 request");
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.expect("body"), "hints");
+}
+
+/// RFC 9110 §15.2: an interim response is followed by a final one, so an origin that fails
+/// after its 103 still gets the client a 502 (not a closed connection); and no 1xx goes to an
+/// HTTP/1.0 client, which would take it for the answer.
+#[tokio::test]
+async fn after_early_hints_a_failure_still_answers_and_http10_clients_get_none() {
+    use crate::common::raw::{RawOrigin, Script};
+    let o = RawOrigin::start(|_, line| {
+        let hints = Script::new()
+            .write("HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload\r\n\r\n")
+            .wait(Duration::from_millis(20));
+        if line.contains("/fails") {
+            hints
+        } else {
+            hints.write(
+                "HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhints",
+            )
+        }
+    })
+    .await;
+    let g = Gateway::start(&format!(
+        "upstreams:\n  app: {{ servers: [{}], timeout: {{ connect: 1s, read: 1s }} }}\nroutes:\n  - {{ name: main, upstream: app }}\n",
+        o.addr
+    ))
+    .await;
+    let failed = wire_bytes(g.port, "/fails").await;
+    assert!(
+        failed.starts_with("HTTP/1.1 103 Early Hints\r\n"),
+        "{failed}"
+    );
+    assert!(
+        failed.contains("\r\n\r\nHTTP/1.1 502 "),
+        "a final answer after the hints: {failed}"
+    );
+    assert_eq!(
+        g.metric(
+            "etagate_requests_total",
+            &[("route", "main"), ("status_class", "5xx")]
+        )
+        .await,
+        1.0
+    );
+    for path in ["/ok", "/ok"] {
+        let old = wire_bytes_as(g.port, path, "HTTP/1.0").await;
+        assert!(
+            old.starts_with("HTTP/1.1 200 OK\r\n"),
+            "no 103 for HTTP/1.0: {old}"
+        );
+        assert!(old.ends_with("hints"), "{old}");
+    }
 }
