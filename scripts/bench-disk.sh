@@ -28,14 +28,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-if [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; then
-  scripts/install-deps.sh bench
-fi
-for tool in nginx wrk taskset python3 curl; do
-  command -v "$tool" >/dev/null 2>&1 || { echo "bench-disk: $tool is missing (scripts/install-deps.sh bench)" >&2; exit 1; }
-done
-if [ "$build" = 1 ]; then cargo build --release --bin etagate; fi
-ETAGATE_BIN=${ETAGATE_BIN:-$ROOT/target/release/etagate}
+bench_setup bench-disk "$build" nginx wrk taskset python3 curl
 
 WORK=$(mktemp -d /tmp/etagate-bench-disk.XXXXXX)
 chmod 755 "$WORK"   # nginx workers run as an unprivileged user

@@ -12,7 +12,6 @@
 #   defaults: 10000 and 50000 connections, 60 s settle, the table on standard output
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
 . scripts/lib/common.sh
 
 counts="10000 50000"; settle=60; build=1; out=""
@@ -28,14 +27,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-if [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; then
-  scripts/install-deps.sh bench
-fi
-for tool in nginx python3 curl; do
-  command -v "$tool" >/dev/null 2>&1 || { echo "bench-idle: $tool is missing (scripts/install-deps.sh bench)" >&2; exit 1; }
-done
-if [ "$build" = 1 ]; then cargo build --release --bin etagate; fi
-ETAGATE_BIN=${ETAGATE_BIN:-$ROOT/target/release/etagate}
+bench_setup bench-idle "$build" nginx python3 curl
 
 # Descriptors: as many as the hard limit allows, for this shell and what it starts.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

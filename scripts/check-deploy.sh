@@ -27,24 +27,11 @@ live=0
 [ "${1:-}" = --live ] && live=1
 cd "$(dirname "$0")/.." || exit 1
 
-failures=0
-pass() { echo "ok    $*"; }
-fail() { echo "FAIL  $*"; failures=$((failures + 1)); }
-skip() { echo "skip  $*"; }
+# shellcheck source=scripts/lib/checks.sh
+. scripts/lib/checks.sh
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-
-# Run a command, show its output only when it fails.
-check() {
-  local what=$1; shift
-  if "$@" >"$tmp/out" 2>&1; then
-    pass "$what"
-  else
-    fail "$what"
-    sed 's/^/      /' "$tmp/out"
-  fi
-}
 
 # --- Prometheus -----------------------------------------------------------------------------
 if command -v promtool >/dev/null 2>&1; then

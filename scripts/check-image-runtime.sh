@@ -41,11 +41,10 @@ cd "$(dirname "$0")/.." || exit 1
 # shellcheck source=scripts/lib/container.sh
 . scripts/lib/container.sh
 
-failures=0
+CHECK_PREFIX="image runtime: "
+# shellcheck source=scripts/lib/checks.sh
+. scripts/lib/checks.sh
 WORK_DF=$(mktemp)
-pass() { echo "ok    image runtime: $*"; }
-fail() { echo "FAIL  image runtime: $*"; failures=$((failures + 1)); }
-skip() { echo "skip  image runtime: $*"; }
 finish() {
   if [ $failures -gt 0 ]; then
     echo "check-image-runtime: $failures check(s) failed"

@@ -36,10 +36,8 @@ cd "$(dirname "$0")/.." || exit 1
 # shellcheck source=scripts/lib/container.sh
 . scripts/lib/container.sh
 
-failures=0
-pass() { echo "ok    $*"; }
-fail() { echo "FAIL  $*"; failures=$((failures + 1)); }
-skip() { echo "skip  $*"; }
+# shellcheck source=scripts/lib/checks.sh
+. scripts/lib/checks.sh
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -12,7 +12,6 @@
 # Usage: scripts/instructions.sh [--no-build] [--size 1k|256k] [--light N] [--heavy N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
 . scripts/lib/common.sh
 
 build=1; size=1k; light=200; heavy=1200
@@ -27,14 +26,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-if [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; then
-  scripts/install-deps.sh bench
-fi
-for tool in nginx valgrind python3 curl; do
-  command -v "$tool" >/dev/null 2>&1 || { echo "instructions: $tool is missing (scripts/install-deps.sh bench)" >&2; exit 1; }
-done
-if [ "$build" = 1 ]; then cargo build --release --bin etagate; fi
-ETAGATE_BIN=${ETAGATE_BIN:-$ROOT/target/release/etagate}
+bench_setup instructions "$build" nginx valgrind python3 curl
 
 WORK=$(mktemp -d /tmp/etagate-instructions.XXXXXX)
 chmod 755 "$WORK"   # nginx workers run as an unprivileged user

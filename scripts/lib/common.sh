@@ -74,6 +74,22 @@ usage() {
   sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
 }
 
+# bench_setup NAME BUILD TOOL...: what a benchmark script needs before it starts: the bench
+# packages installed (when root or sudo can), every TOOL on PATH (else exit 1 naming it), the
+# release binary built unless BUILD is 0; sets ETAGATE_BIN (kept when the caller set it).
+bench_setup() {
+  local name=$1 build=$2 tool
+  shift 2
+  if [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; then
+    scripts/install-deps.sh bench
+  fi
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "$name: $tool is missing (scripts/install-deps.sh bench)" >&2; exit 1; }
+  done
+  if [ "$build" = 1 ]; then cargo build --release --bin etagate; fi
+  ETAGATE_BIN=${ETAGATE_BIN:-$PWD/target/release/etagate}
+}
+
 # nginx_conf PREFIX HTTP_BODY [MASTER]: $PREFIX/nginx.conf for one foreground nginx with one
 # worker (MASTER "off" for a single process, e.g. under valgrind), access log off, keep-alive
 # for the whole run, its temporary files under $PREFIX/tmp, and HTTP_BODY inside `http {}`.

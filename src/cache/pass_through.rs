@@ -63,7 +63,15 @@ impl Unshared {
     /// still decides that a client gets no content ETag, so `NoStore` (skip everything) needs
     /// both to say so, and a response only the targeted field keeps from the cache is `Private`.
     pub fn of(headers: &HeaderMap, targets: &Targets) -> Option<Unshared> {
-        let plain = Unshared::of_cache_control(headers);
+        Unshared::given_cache_control(Unshared::of_cache_control(headers), headers, targets)
+    }
+
+    /// [`Unshared::of`] for a caller that already has what `Cache-Control` alone says.
+    pub fn given_cache_control(
+        plain: Option<Unshared>,
+        headers: &HeaderMap,
+        targets: &Targets,
+    ) -> Option<Unshared> {
         if !headers.contains_key(targets.own()) && !headers.contains_key(&CDN_CACHE_CONTROL) {
             return plain;
         }
@@ -269,13 +277,7 @@ mod tests {
                 Some(Unshared::NoStore),
             ),
         ] {
-            let mut h = HeaderMap::new();
-            for (k, v) in fields {
-                h.append(
-                    http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                    http::HeaderValue::from_str(v).expect("value"),
-                );
-            }
+            let h = crate::http::testing::headers(fields);
             assert_eq!(Unshared::of(&h, &Targets::default()), expect, "{fields:?}");
         }
     }

@@ -239,18 +239,7 @@ pub fn merge_vary(existing: &HeaderMap) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderName;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                HeaderValue::from_str(v).expect("value"),
-            );
-        }
-        h
-    }
+    use crate::http::testing::headers;
 
     #[test]
     fn the_default_list_compresses_text_formats_and_not_compressed_ones() {

@@ -27,3 +27,21 @@ pub mod tags;
 pub mod targeted;
 pub mod usability;
 pub mod vary;
+
+/// What the table-driven tests of these modules share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use http::{HeaderMap, HeaderName, HeaderValue};
+
+    /// Header fields in order; a repeated name makes several field lines.
+    pub(crate) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        m
+    }
+}

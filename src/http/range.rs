@@ -90,16 +90,7 @@ mod tests {
 
     #[test]
     fn the_whole_length_of_a_response_or_of_the_representation_a_part_is_of() {
-        let h = |pairs: &[(&str, &str)]| {
-            let mut m = http::HeaderMap::new();
-            for (k, v) in pairs {
-                m.insert(
-                    http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                    http::HeaderValue::from_str(v).expect("value"),
-                );
-            }
-            m
-        };
+        let h = crate::http::testing::headers;
         type Case = (u16, &'static [(&'static str, &'static str)], Option<u64>);
         let cases: [Case; 6] = [
             (200, &[("content-length", "5000")], Some(5000)),

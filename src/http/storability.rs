@@ -273,7 +273,7 @@ pub fn assess(
 mod tests {
     use super::*;
     use crate::http::date::fmt_http_date;
-    use http::HeaderValue;
+    use crate::http::testing::headers;
 
     /// The moment every response in these cases arrives, so expectations are exact.
     fn t0() -> SystemTime {
@@ -342,18 +342,6 @@ mod tests {
         name: &'static str,
         given: Given,
         expect: Result<Freshness, NotStored>,
-    }
-
-    /// Header fields in order; a repeated name makes several field lines.
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.append(
-                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                HeaderValue::from_str(v).expect("value"),
-            );
-        }
-        m
     }
 
     fn run(cases: &[Case]) {

@@ -71,22 +71,11 @@ pub fn effective(resp: &HeaderMap, targets: &Targets) -> (ResponseDirectives, bo
 /// One targeted field's directives, or `None` when it is absent, empty or not a valid
 /// Dictionary. Several lines are one value joined by commas (RFC 8941 §4.2).
 fn parse(resp: &HeaderMap, name: &HeaderName) -> Option<ResponseDirectives> {
-    let mut lines = resp.get_all(name).iter();
-    let first = lines.next()?;
-    let joined;
-    let value: &[u8] = match lines.next() {
-        None => first.as_bytes(),
-        Some(second) => {
-            let mut all = [first.as_bytes(), b", ", second.as_bytes()].concat();
-            for more in lines {
-                all.extend_from_slice(b", ");
-                all.extend_from_slice(more.as_bytes());
-            }
-            joined = all;
-            &joined
-        }
-    };
-    let dict = sfv::Parser::parse_dictionary(value).ok()?;
+    let lines: Vec<&[u8]> = resp.get_all(name).iter().map(|v| v.as_bytes()).collect();
+    if lines.is_empty() {
+        return None;
+    }
+    let dict = sfv::Parser::parse_dictionary(&lines.join(&b", "[..])).ok()?;
     if dict.is_empty() {
         return None;
     }
@@ -143,18 +132,7 @@ fn present(item: Option<&sfv::BareItem>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                HeaderValue::from_str(v).expect("value"),
-            );
-        }
-        h
-    }
+    use crate::http::testing::headers;
 
     /// Response fields; then targeted?, max-age, no-store, private, no-cache.
     type Case = (

@@ -366,16 +366,15 @@ impl Gateway {
             _ => PipelinePhase::Disabled,
         };
         let (status, cache_outcome) = outcome::of_pipeline(phase, routed.fwd, resp.status.as_u16());
-        let own_field = (!routed.via_peer).then_some(&routed.config.config.cache.targets);
         if routed.owner.is_some() {
             // The owner kept etagate's own targeted field for this node's prediction.
-            storing::strip_for_client(resp, &routed.route, own_field);
+            storing::strip_for_client(resp, &routed.route, &routed.config, routed.via_peer);
             outcome::label_after_owner(resp, status, routed.config.cache_name())?;
             ctx.sent.cache_outcome = Some(cache_outcome);
             return Ok(());
         }
         let debug_key = routed.route.spec.debug_headers.then(|| routed.key.clone());
-        storing::strip_for_client(resp, &routed.route, own_field);
+        storing::strip_for_client(resp, &routed.route, &routed.config, routed.via_peer);
         outcome::label(
             resp,
             status,

@@ -100,30 +100,31 @@ async fn relay(
     let via_peer = routed.via_peer;
     let config = routed.config.clone();
 
-    let unshared = Unshared::of(&header.headers, &config.config.cache.targets);
     // Whether the client may get a content tag follows Cache-Control alone; a targeted field
     // (`http::targeted`) only decides what this cache keeps.
-    let no_store = Unshared::of_cache_control(&header.headers) == Some(Unshared::NoStore);
+    let plain = Unshared::of_cache_control(&header.headers);
+    let no_store = plain == Some(Unshared::NoStore);
+    let unshared =
+        Unshared::given_cache_control(plain, &header.headers, &config.config.cache.targets);
     // An error page proves nothing either way.
     if status < 500 {
-        let len = representation_len(status, &header.headers);
         // Learned only from an answer every client of the URL gets: one that varies with the
         // request, or answers credentials, says nothing of the others' (one client could
         // otherwise take the cache and the tags from everyone for a while).
-        let req = &session.req_header().headers;
-        let everyones = !header.headers.contains_key(http::header::VARY)
-            && !req.contains_key(http::header::AUTHORIZATION)
-            && !req.contains_key(http::header::COOKIE);
+        let everyones = || {
+            let req = &session.req_header().headers;
+            !header.headers.contains_key(http::header::VARY)
+                && !req.contains_key(http::header::AUTHORIZATION)
+                && !req.contains_key(http::header::COOKIE)
+        };
+        let too_large = representation_len(status, &header.headers)
+            .is_some_and(|n| super::storing::beyond_keeping(&route, &config, n));
         match unshared {
             // The next misses for this key skip the subrequest.
             Some(Unshared::NoStore) => pass.learn(routed.key.hash, Unshared::NoStore),
             // And these the cache too, and their ranges go to the origin as ranges. (A length
             // the header does not give is not learned.)
-            _ if everyones
-                && len.is_some_and(|n| super::storing::beyond_keeping(&route, &config, n)) =>
-            {
-                pass.learn(routed.key.hash, Unshared::TooLarge)
-            }
+            _ if too_large && everyones() => pass.learn(routed.key.hash, Unshared::TooLarge),
             // A key a member learned was private (and so kept from its owner) is shared again.
             None if routed.unshared == Some(Some(Unshared::Private)) => {
                 pass.forget(&routed.key.hash)
@@ -163,8 +164,7 @@ async fn relay(
     let same_content = same_content(stale.as_ref().and_then(|e| e.etag()), &header);
     let (cache_status, cache_outcome) =
         outcome::of_forwarded(&facts(&report, fwd, &header, same_content));
-    let own_field = (!via_peer).then_some(&config.config.cache.targets);
-    super::storing::strip_for_client(&mut header, &route, own_field);
+    super::storing::strip_for_client(&mut header, &route, &config, via_peer);
     outcome::label(
         &mut header,
         cache_status,

@@ -83,8 +83,7 @@ pub async fn serve_stored(
             }
             None => {
                 let mut header: ResponseHeader = tagged.unwrap_or_else(|| entry.header.clone());
-                let own_field = (!via_peer).then_some(&config.config.cache.targets);
-                super::storing::strip_for_client(&mut header, &route, own_field);
+                super::storing::strip_for_client(&mut header, &route, &config, via_peer);
                 header.insert_header(AGE, entry.freshness.age_header(now))?;
                 outcome::label(&mut header, status, debug_key.as_deref(), true, cache_name)?;
                 let decision = decide_unconditionally(session.req_header(), header, Some(len))?;

@@ -40,14 +40,19 @@ impl Keyed<'_> {
 
 /// Remove what only this cache reads from a response going out (the stored copy keeps it):
 /// the route's tag headers (the tag index is built from them) and etagate's own targeted field
-/// (`http::targeted`), which `own_field` names unless the response goes to a fleet member:
-/// the edge learns from it what the owner did.
-pub fn strip_for_client(resp: &mut ResponseHeader, route: &Route, own_field: Option<&Targets>) {
+/// (`http::targeted`), except `via_peer` (to a fleet member: the edge learns from it what the
+/// owner did).
+pub fn strip_for_client(
+    resp: &mut ResponseHeader,
+    route: &Route,
+    config: &RuntimeConfig,
+    via_peer: bool,
+) {
     for h in route.spec.tags.stripped() {
         resp.remove_header(&h.name());
     }
-    if let Some(t) = own_field {
-        resp.remove_header(t.own());
+    if !via_peer {
+        resp.remove_header(config.config.cache.targets.own());
     }
 }
 
