@@ -22,9 +22,11 @@
 //! - A fill that started before a purge and finishes after it is purged too (recent purges are
 //!   remembered; when too many happened to remember them all, such a fill is not stored).
 
+use super::disk::spill::Spill;
 use super::disk::DiskStore;
 use super::entry::{Entry, FillPolicy, Tags};
 use super::tag_index::TagIndex;
+use crate::http::coding::ContentEncoding;
 use crate::http::headers::{content_length, set_content_etag};
 use crate::http::vary::{variance, VarySpec};
 use crate::metrics::METRICS;
@@ -397,16 +399,11 @@ impl MemStore {
     /// (the memory tier's own rules apply: too large for it, it is served but not kept). Not
     /// written back to disk. `None` when a purge since the read removed it (the disk's copy
     /// goes with the purge's own job); a soft purge since marks it stale.
-    pub fn promote(&self, primary: HashBinary, mut entry: Entry, since: u64) -> Option<Arc<Entry>> {
+    pub fn promote(&self, primary: HashBinary, entry: Entry, since: u64) -> Option<Arc<Entry>> {
         let url = entry.url.clone();
-        let (purged, checked) = self.purged_since(&primary, &entry.tags, url.as_deref(), since);
-        match purged {
-            Some(PurgeMode::Hard) => return None,
-            Some(PurgeMode::Soft) => entry.freshness.invalidate(SystemTime::now()),
-            None => {}
-        }
+        let (entry, checked) = self.after_purges(&primary, entry, since)?;
         let entry = Arc::new(entry);
-        if entry.body.len() <= self.max_object.load(Ordering::Acquire) {
+        if entry.body.len() <= self.max_object() {
             self.insert_here(primary, entry.clone());
             // As after a fill: a purge between the check and the insert applies to this copy.
             if let (Some(mode), _) =
@@ -420,6 +417,30 @@ impl MemStore {
             }
         }
         Some(entry)
+    }
+
+    /// A response read back from the disk tier after purge epoch `since`, as the purges since
+    /// left it: `None` when one removed it, marked stale when one marked it. With the epoch
+    /// checked up to.
+    pub fn after_purges(
+        &self,
+        primary: &HashBinary,
+        mut entry: Entry,
+        since: u64,
+    ) -> Option<(Entry, u64)> {
+        let (purged, checked) =
+            self.purged_since(primary, &entry.tags, entry.url.as_deref(), since);
+        match purged {
+            Some(PurgeMode::Hard) => return None,
+            Some(PurgeMode::Soft) => entry.freshness.invalidate(SystemTime::now()),
+            None => {}
+        }
+        Some((entry, checked))
+    }
+
+    /// Largest response this tier keeps.
+    pub fn max_object(&self) -> usize {
+        self.max_object.load(Ordering::Acquire)
     }
 
     /// An id for an entry built outside a fill (a disk read).
@@ -735,6 +756,10 @@ struct MemMiss {
     reserved: usize,
     abandoned: bool,
     epoch: u64,
+    /// Too large for this tier: the body goes to the disk tier as it arrives
+    /// (`disk::spill`); `spilling` with no spill means it is being started or appended to.
+    spill: Option<Spill>,
+    spilling: bool,
 }
 
 impl MemMiss {
@@ -745,6 +770,45 @@ impl MemMiss {
             self.store.release(self.reserved);
             self.reserved = 0;
             self.body = Vec::new();
+            self.spill = None;
+        }
+    }
+
+    /// Whether a response of `len` bytes (at least) too large for this tier goes to disk.
+    fn may_spill(&self, len: usize) -> bool {
+        self.policy.is_some()
+            && self
+                .store
+                .disk()
+                .is_some_and(|d| d.is_open() && len <= d.max_object())
+    }
+
+    /// Append `data` to the disk tier's file (the body held so far first, when the spill
+    /// starts), off the async threads. Abandons the fill when the disk cannot take it.
+    async fn spill_body(&mut self, data: Bytes) {
+        let Some(disk) = self.store.disk() else {
+            self.abandon();
+            return;
+        };
+        self.spilling = true;
+        let held = std::mem::take(&mut self.body);
+        self.store.release(self.reserved);
+        self.reserved = 0;
+        let spill = self.spill.take();
+        let (primary, variance) = (self.primary, self.variance);
+        let appended = tokio::task::spawn_blocking(move || {
+            let mut spill = match spill {
+                Some(s) => s,
+                None => disk.spill(&primary, &variance)?,
+            };
+            (spill.append(&held) && spill.append(&data)).then_some(spill)
+        })
+        .await
+        .ok()
+        .flatten();
+        match appended {
+            Some(s) => self.spill = Some(s),
+            None => self.abandon(),
         }
     }
 }
@@ -762,15 +826,27 @@ impl HandleMiss for MemMiss {
         if self.abandoned || data.is_empty() {
             return Ok(());
         }
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&data);
+        }
+        if self.spilling {
+            self.spill_body(data).await;
+            return Ok(());
+        }
         let max = self.store.max_object.load(Ordering::Acquire);
-        if self.body.len() + data.len() > max || !self.store.reserve(data.len()) {
+        if self.body.len() + data.len() > max {
+            if self.may_spill(self.body.len() + data.len()) {
+                self.spill_body(data).await;
+            } else {
+                self.abandon();
+            }
+            return Ok(());
+        }
+        if !self.store.reserve(data.len()) {
             self.abandon();
             return Ok(());
         }
         self.reserved += data.len();
-        if let Some(h) = self.hasher.as_mut() {
-            h.update(&data);
-        }
         self.body.extend_from_slice(&data);
         Ok(())
     }
@@ -797,7 +873,14 @@ impl HandleMiss for MemMiss {
         );
         let mut computed = false;
         if let Some(h) = self.hasher.take() {
-            if header.headers.get(http::header::ETAG).is_none() {
+            // A content-coded body's tag is its decoded content's hash (`http::etag`), which
+            // needs the body at hand: one on disk only goes without.
+            let at_hand = self.spill.is_none()
+                || !matches!(
+                    ContentEncoding::of(&header.headers),
+                    ContentEncoding::Coded(_)
+                );
+            if header.headers.get(http::header::ETAG).is_none() && at_hand {
                 set_content_etag(&mut header, &[&self.body], &h.finalize())?;
                 computed = true;
             }
@@ -805,6 +888,11 @@ impl HandleMiss for MemMiss {
         let mut freshness = policy.freshness;
         if purged == Some(PurgeMode::Soft) {
             freshness.invalidate(SystemTime::now());
+        }
+        if let Some(spill) = self.spill.take() {
+            return self
+                .commit_spill(spill, header, freshness, computed, &policy)
+                .await;
         }
         let mut body = std::mem::take(&mut self.body);
         body.shrink_to_fit();
@@ -835,6 +923,47 @@ impl HandleMiss for MemMiss {
             }
         }
         Ok(MissFinishType::Created(weight))
+    }
+}
+
+impl MemMiss {
+    /// Finish a response written to disk as it arrived: its file is completed and queued for
+    /// renaming into place; the purge check after it is the same as for memory.
+    async fn commit_spill(
+        &mut self,
+        spill: Spill,
+        header: pingora_http::ResponseHeader,
+        freshness: crate::http::freshness::Freshness,
+        computed: bool,
+        policy: &FillPolicy,
+    ) -> Result<MissFinishType> {
+        let entry = Entry::new(
+            self.store.next_id(),
+            header,
+            Bytes::new(),
+            freshness,
+            self.variance,
+            policy.vary.clone(),
+            computed,
+        )
+        .labelled(policy.tags.clone(), policy.url.clone());
+        let primary = self.primary;
+        let committed = tokio::task::spawn_blocking(move || spill.commit(primary, &entry))
+            .await
+            .unwrap_or(false);
+        if !committed {
+            return Ok(MissFinishType::Created(0));
+        }
+        let (purged, _) = self.store.purged_since(
+            &self.primary,
+            &policy.tags,
+            policy.url.as_deref(),
+            self.epoch,
+        );
+        if let (Some(mode), Some(d)) = (purged, self.store.disk()) {
+            d.purge_variant(&self.primary, self.variance, mode);
+        }
+        Ok(MissFinishType::Created(0))
     }
 }
 
@@ -881,8 +1010,10 @@ impl Storage for MemStore {
             reserved: 0,
             abandoned: false,
             epoch: self.purge_epoch.load(Ordering::Acquire),
+            spill: None,
+            spilling: false,
         };
-        if declared.is_some_and(|n| n > max) {
+        if declared.is_some_and(|n| n > max && !miss.may_spill(n)) {
             miss.abandon();
         }
         Ok(Box::new(miss))

@@ -477,17 +477,18 @@ fn cache(c: &schema::CacheConf, r: &mut Reporter) -> CacheSettings {
                 format!("{} is too small; use at least 1MiB", d.budget),
             );
         }
+        let disk_limit = (d.budget.as_u64() / MAX_OBJECT_FRACTION as u64) as usize;
         let max = d
             .max_object_size
             .map(|m| m.as_u64() as usize)
-            .unwrap_or(max_object_size);
-        if max == 0 || max > max_object_size {
+            .unwrap_or(max_object_size.min(disk_limit));
+        if max == 0 || max > disk_limit {
             r.at_value(
                 "cache.disk.max_object_size",
                 format!(
-                    "{} must be between 1 byte and cache.max_object_size ({}): responses reach the disk tier through the memory tier",
+                    "{} must be between 1 byte and a sixteenth of cache.disk.budget ({}); lower it or raise the budget",
                     bytesize::ByteSize::b(max as u64),
-                    bytesize::ByteSize::b(max_object_size as u64)
+                    bytesize::ByteSize::b(disk_limit as u64)
                 ),
             );
         }

@@ -304,7 +304,8 @@ pub struct DiskConf {
     pub path: String,
     /// Bytes of entry files at most (metadata included).
     pub budget: ByteSize,
-    /// Largest response written to disk. Default (and most): `cache.max_object_size`.
+    /// Largest response written to disk (at most a sixteenth of `budget`). Default:
+    /// `cache.max_object_size`. Larger than it, a response is kept on disk only.
     #[serde(default)]
     pub max_object_size: Option<ByteSize>,
 }

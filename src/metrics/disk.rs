@@ -15,6 +15,9 @@ pub struct DiskMetrics {
     pub hits_memory: IntCounter,
     pub hits_disk: IntCounter,
     pub reads: IntCounter,
+    pub streamed_reads: IntCounter,
+    /// Responses too large for the memory tier written to disk as they arrived.
+    pub spilled: IntCounter,
     pub read_errors: IntCounter,
     pub write_errors: IntCounter,
     pub writes_skipped: IntCounterVec,
@@ -56,7 +59,17 @@ impl DiskMetrics {
             reads: counter(
                 r,
                 "etagate_cache_disk_reads_total",
-                "Responses read back from the disk tier and promoted to memory.",
+                "Responses read back from the disk tier (promoted to memory when small enough).",
+            ),
+            streamed_reads: counter(
+                r,
+                "etagate_cache_disk_streamed_reads_total",
+                "Responses too large for the memory tier served from the disk tier in chunks, never whole in memory.",
+            ),
+            spilled: counter(
+                r,
+                "etagate_cache_disk_spilled_total",
+                "Responses too large for the memory tier written to the disk tier as they arrived.",
             ),
             read_errors: counter(
                 r,

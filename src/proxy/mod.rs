@@ -280,14 +280,33 @@ impl Gateway {
             let routed = ctx.routed()?;
             let primary = routed.key.hash;
             let mut found = store.find(&primary, &session.req_header().headers);
+            let missed = match found {
+                Found::VaryMiss => Fwd::VaryMiss,
+                _ => Fwd::UriMiss,
+            };
             let mut from_disk = false;
+            // A response too large for memory, served from its file in chunks.
+            let mut streamed = None;
             if let (Found::UriMiss | Found::VaryMiss, Some(disk)) = (&found, self.cache.disk) {
                 let since = store.purge_epoch();
-                if let Some((meta, head, body)) =
-                    disk.find(primary, &session.req_header().headers).await
+                let req = &session.req_header().headers;
+                if let Some((meta, head, body)) = disk.find(primary, req, store.max_object()).await
                 {
-                    let entry = crate::cache::disk::entry_from(meta, head, body, store.fresh_id());
-                    if let Some(entry) = store.promote(primary, entry, since) {
+                    use crate::cache::disk::{entry_from, DiskBody};
+                    let id = store.fresh_id();
+                    let entry = match body {
+                        DiskBody::Whole(body) => {
+                            store.promote(primary, entry_from(meta, head, body, id), since)
+                        }
+                        DiskBody::Streamed(file) => {
+                            let entry = entry_from(meta, head, bytes::Bytes::new(), id);
+                            streamed = Some(file);
+                            store
+                                .after_purges(&primary, entry, since)
+                                .map(|(e, _)| Arc::new(e))
+                        }
+                    };
+                    if let Some(entry) = entry {
                         found = Found::Hit(entry);
                         from_disk = true;
                     }
@@ -306,9 +325,14 @@ impl Gateway {
                         } else {
                             m.hits_memory.inc();
                         }
-                        stored::serve_stored(session, ctx, store, &entry, how, from_disk).await?;
+                        let file = streamed.as_ref();
+                        stored::serve_stored(session, ctx, store, &entry, how, from_disk, file)
+                            .await?;
                         return Ok(true);
                     }
+                    // Only in memory is a stale response revalidated or kept to answer if the
+                    // origin fails: one on disk only (too large for memory) is fetched anew.
+                    None if streamed.is_some() => missed,
                     None => {
                         ctx.routed_mut()?.stale = Some(entry);
                         Fwd::Stale

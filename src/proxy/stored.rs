@@ -5,14 +5,17 @@
 
 use super::ctx::{EtagSource, RequestCtx};
 use super::outcome::{self, StoredUse};
-use super::respond::{decide_unconditionally, precondition_decision, send_complete, Origin};
+use super::respond::{
+    decide_unconditionally, precondition_decision, send_complete, Decision, Delivery, Origin,
+};
+use crate::cache::disk::body::{FileBody, CHUNK};
 use crate::cache::entry::Entry;
 use crate::cache::storage::MemStore;
 use crate::http::cache_control::RequestDirectives;
 use crate::http::headers::set_content_etag;
 use crate::http::usability::{may_serve_on_error, may_serve_while_revalidating, usability, Use};
 use http::header::{AGE, CONTENT_TYPE, ETAG};
-use pingora_error::Result;
+use pingora_error::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 use std::sync::Arc;
@@ -29,7 +32,8 @@ pub fn stored_use(entry: &Entry, directives: &RequestDirectives) -> Option<Store
     }
 }
 
-/// Answer from a stored response. The caller has decided the request may use it.
+/// Answer from a stored response. The caller has decided the request may use it. `file`: the
+/// body of a response on disk only (too large for memory), sent from its file in chunks.
 pub async fn serve_stored(
     session: &mut Session,
     ctx: &mut RequestCtx,
@@ -37,6 +41,7 @@ pub async fn serve_stored(
     entry: &Arc<Entry>,
     how: StoredUse,
     from_disk: bool,
+    file: Option<&FileBody>,
 ) -> Result<()> {
     let routed = ctx.routed()?;
     let route = routed.route.clone();
@@ -51,10 +56,12 @@ pub async fn serve_stored(
         // RFC 9211 `detail`: which tier answered (a memory hit says nothing).
         status.detail = status.detail.or(Some("disk"));
     }
-    let len = entry.body.len();
+    let len = file.map_or(entry.body.len(), |f| f.len() as usize);
     // A response stored without an ETag (before the route enabled them) gets one now, once:
-    // the tagged copy replaces the stored one.
-    let untagged = entry.header.status.as_u16() == 200
+    // the tagged copy replaces the stored one (in memory: one on disk only keeps going
+    // without, since tagging it would mean reading it whole).
+    let untagged = file.is_none()
+        && entry.header.status.as_u16() == 200
         && !entry.header.headers.contains_key(ETAG)
         && route
             .spec
@@ -90,7 +97,10 @@ pub async fn serve_stored(
                 (decision, std::slice::from_ref(&entry.body))
             }
         };
-    let delivery = send_complete(session, decision, body).await?;
+    let delivery = match file {
+        Some(file) => send_from_file(session, decision, file).await?,
+        None => send_complete(session, decision, body).await?,
+    };
     outcome::record_delivery(
         &mut ctx.sent,
         &route.metrics,
@@ -100,6 +110,48 @@ pub async fn serve_stored(
         true,
     );
     Ok(())
+}
+
+/// [`send_complete`] for a body in a file: the selected bytes read and sent a chunk at a time,
+/// so memory holds one chunk whatever the size. A read that fails once the header is out can
+/// only cut the response off (the client sees it short of its Content-Length).
+async fn send_from_file(
+    session: &mut Session,
+    decision: Decision,
+    file: &FileBody,
+) -> Result<Delivery> {
+    let Decision::Send {
+        header,
+        range,
+        head_only,
+    } = decision
+    else {
+        return send_complete(session, decision, &[]).await;
+    };
+    let status = header.status.as_u16();
+    let range = range.unwrap_or(0..file.len() as usize);
+    let total = range.len() as u64;
+    let no_body = head_only || total == 0;
+    session.write_response_header(header, no_body).await?;
+    if no_body {
+        return Ok(Delivery {
+            status,
+            body_bytes: 0,
+        });
+    }
+    let (mut at, end) = (range.start as u64, range.end as u64);
+    while at < end {
+        let n = (end - at).min(CHUNK as u64) as usize;
+        let chunk = file.read(at, n).await.map_err(|e| {
+            Error::because(ErrorType::ReadError, "reading a stored body from disk", e)
+        })?;
+        at += n as u64;
+        session.write_response_body(Some(chunk), at == end).await?;
+    }
+    Ok(Delivery {
+        status,
+        body_bytes: total,
+    })
 }
 
 fn etag_source(header: &ResponseHeader, computed: bool) -> EtagSource {
@@ -137,6 +189,7 @@ pub async fn serve_stale_on_error(
         &entry,
         StoredUse::OnError(status),
         false,
+        None,
     )
     .await?;
     Ok(true)

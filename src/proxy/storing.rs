@@ -61,7 +61,9 @@ pub fn strip_for_client(
 pub fn beyond_keeping(route: &Route, config: &RuntimeConfig, len: u64) -> bool {
     let etag = &route.spec.etag;
     let held = if etag.enabled { etag.max_buffer } else { 0 };
-    len > config.config.cache.max_object_size.max(held) as u64
+    let cache = &config.config.cache;
+    let disk = cache.disk.as_ref().map_or(0, |d| d.max_object_size);
+    len > cache.max_object_size.max(disk).max(held) as u64
 }
 
 fn uncacheable(reason: NotStored) -> RespCacheable {

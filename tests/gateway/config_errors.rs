@@ -267,3 +267,25 @@ fn a_duplicate_key_points_at_its_second_occurrence() {
         "conf.yaml:11:1: the key 'cache' appears twice in the top level; keep one"
     );
 }
+
+#[test]
+fn the_disk_tier_may_keep_objects_larger_than_memory_but_not_beyond_its_budget() {
+    let disk = tempfile::tempdir().expect("disk dir");
+    let conf = |max: &str| {
+        format!(
+            "{GOOD}cache:\n  budget: 64MiB\n  max_object_size: 1MiB\n  disk:\n    path: {}\n    budget: 160MiB\n    max_object_size: {max}\n",
+            disk.path().display()
+        )
+    };
+    let (code, err) = check(&conf("10MiB"));
+    assert_eq!(
+        code, 0,
+        "larger than memory keeps, a sixteenth of the disk: {err}"
+    );
+    let (code, err) = check(&conf("11MiB"));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("conf.yaml:15:22: 11.0 MiB must be between 1 byte and a sixteenth of cache.disk.budget (10.0 MiB)"),
+        "{err}"
+    );
+}

@@ -4,7 +4,8 @@
 //!
 //! The entry files are opaque to these tests except for what the format promises: they lie
 //! under `<path>/v1` and end in `.e`; each starts with the magic `ETGD` and a little-endian u16
-//! format version (1), and ends with a 32-byte BLAKE3 checksum of everything before it.
+//! format version (2) in a 24-byte prefix, and ends with a 32-byte BLAKE3 checksum of what lies
+//! between prefix and checksum followed by the prefix.
 //!
 //! Every loop is bounded in count and time, and every test prints its numbers (run with
 //! `-- --nocapture` to see them).
@@ -588,24 +589,28 @@ fn bytes_under(root: &Path) -> u64 {
     sum
 }
 
-/// Whether `file` is a whole entry as the format describes it: `ETGD`, version 1, and a BLAKE3
-/// checksum of everything before the last 32 bytes in those 32 bytes.
+/// Whether `file` is a whole entry as the format describes it: `ETGD`, version 2, and in the
+/// last 32 bytes a BLAKE3 checksum of the bytes between the 24-byte prefix and them, then of the
+/// prefix.
 fn check_entry_format(file: &Path) -> Result<(), String> {
     let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    if bytes.len() < 6 + 32 {
+    if bytes.len() < 24 + 32 {
         return Err(format!("{}: only {} bytes", file.display(), bytes.len()));
     }
     if &bytes[..4] != b"ETGD" {
         return Err(format!("{}: magic {:?}", file.display(), &bytes[..4]));
     }
     let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-    if version != 1 {
+    if version != 2 {
         return Err(format!("{}: format version {version}", file.display()));
     }
     let (content, sum) = bytes.split_at(bytes.len() - 32);
-    if blake3::hash(content).as_bytes()[..] != sum[..] {
+    let mut hash = blake3::Hasher::new();
+    hash.update(&content[24..]);
+    hash.update(&content[..24]);
+    if hash.finalize().as_bytes()[..] != sum[..] {
         return Err(format!(
-            "{}: the last 32 bytes are not the BLAKE3 hash of the rest",
+            "{}: the last 32 bytes are not the BLAKE3 hash of the rest, then the prefix",
             file.display()
         ));
     }
@@ -1119,7 +1124,7 @@ async fn a_corrupt_truncated_or_foreign_format_entry_is_a_clean_miss() {
         ("a body byte flipped", |f| {
             flip_byte(f, entry_len(f) - 32 - 2 * KIB)
         }),
-        ("a metadata byte flipped", |f| flip_byte(f, 8)),
+        ("a prefix byte flipped", |f| flip_byte(f, 8)),
         ("a checksum byte flipped", |f| {
             flip_byte(f, entry_len(f) - 1)
         }),
@@ -1133,9 +1138,9 @@ async fn a_corrupt_truncated_or_foreign_format_entry_is_a_clean_miss() {
         ("truncated to 0 bytes", |f| {
             std::fs::write(f, b"").expect("truncate")
         }),
-        ("format version 2", |f| {
+        ("format version 1", |f| {
             let mut bytes = std::fs::read(f).expect("read");
-            bytes[4..6].copy_from_slice(&2u16.to_le_bytes());
+            bytes[4..6].copy_from_slice(&1u16.to_le_bytes());
             std::fs::write(f, bytes).expect("write");
         }),
         ("another magic", |f| {
@@ -1553,4 +1558,146 @@ async fn a_daemon_opens_the_disk_tier() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(files, 1, "the daemon's writer wrote the entry");
+}
+
+/// 6 MiB: six times what a 16 MiB memory tier keeps (a sixteenth of its budget).
+fn six_mib(_: usize) -> usize {
+    6 * MIB
+}
+
+/// The resident memory of process `pid`, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_object_too_large_for_memory_is_kept_on_disk_and_streamed() {
+    let o = object_origin(six_mib, Duration::ZERO).await;
+    let ports = Ports::new();
+    let disk = ports.dir.path().join("disk");
+    std::fs::create_dir(&disk).expect("create the disk directory");
+    let text = format!(
+        "{}upstreams:\n  app:\n    servers: [{}]\n    timeout: {{ connect: 1s, read: 10s }}\nroutes:\n  - name: main\n    upstream: app\ncache:\n  budget: 16MiB\n  disk:\n    path: {}\n    budget: 256MiB\n    max_object_size: 16MiB\n",
+        ports.preamble(),
+        o.addr,
+        disk.display()
+    );
+    let mut gw = Gateway::start_with(ports, &text, &[]).await;
+    let http = client();
+    let url = gw.url(&path_of(0));
+    let metric = |text: &str, name: &str| metric_value(text, name, &[]);
+
+    // Larger than etag.max_buffer, the fill streams at once without a tag; the stored copy
+    // gets one.
+    let fill = get(&http, &url).await.expect("fill");
+    assert_eq!(fill.status, 200);
+    assert!(
+        fill.body[..] == body_of(0, six_mib(0))[..],
+        "the fill's body is right"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&scrape_now(&gw).await, "etagate_cache_disk_objects") < 1.0 {
+        assert!(Instant::now() < deadline, "never written to disk");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = scrape_now(&gw).await;
+    assert_eq!(metric(&text, "etagate_cache_disk_spilled_total"), 1.0);
+    assert_eq!(metric(&text, "etagate_cache_objects"), 0.0, "not in memory");
+
+    let hit = get(&http, &url).await.expect("hit");
+    check_object(0, six_mib, &hit).expect("the disk hit is right");
+    assert!(hit.disk_hit(), "from disk: {}", hit.cache_status);
+    let etag = hit
+        .etag
+        .clone()
+        .expect("the stored copy has a content ETag");
+    assert_eq!(origin_count(&o, &path_of(0)), 1, "the origin asked once");
+
+    // A range of the stored bytes, a HEAD and a revalidation, all from the file.
+    let expected = body_of(0, six_mib(0));
+    let r = http
+        .get(&url)
+        .header("range", "bytes=5000000-5000099")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(r.status(), 206);
+    let part = r.bytes().await.expect("range body");
+    assert_eq!(&part[..], &expected[5_000_000..5_000_100]);
+    let r = http.head(&url).send().await.expect("head");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers().get("content-length").map(|v| v.as_bytes()),
+        Some(format!("{}", 6 * MIB).as_bytes())
+    );
+    let r = http
+        .get(&url)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .expect("conditional");
+    assert_eq!(r.status(), 304);
+
+    // Eight clients at once cost chunks, not copies: without streaming each would hold the
+    // whole 6 MiB (48 MiB together).
+    let rss_before = rss_kib(gw.pid());
+    let mut all = Vec::new();
+    for _ in 0..8 {
+        let (http, url) = (http.clone(), url.clone());
+        all.push(tokio::spawn(async move {
+            let r = http.get(&url).send().await.expect("hit");
+            let mut r = r;
+            let mut n = 0usize;
+            while let Some(c) = r.chunk().await.expect("chunk") {
+                n += c.len();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            n
+        }));
+    }
+    for t in all {
+        assert_eq!(t.await.expect("client"), 6 * MIB);
+    }
+    let grown = rss_kib(gw.pid()).saturating_sub(rss_before);
+    println!("8 concurrent 6 MiB disk hits: RSS grew {grown} KiB");
+    assert!(grown < 24 * 1024, "RSS grew {grown} KiB");
+    let text = scrape_now(&gw).await;
+    assert!(metric(&text, "etagate_cache_disk_streamed_reads_total") >= 10.0);
+    assert_eq!(origin_count(&o, &path_of(0)), 1, "all from disk");
+
+    // It survives a restart, and a purge removes it.
+    restart(&mut gw, Stop::Term).await;
+    wait_store_open(&gw, 1.0, Duration::from_secs(30)).await;
+    let again = get(&http, &url).await.expect("after the restart");
+    check_object(0, six_mib, &again).expect("right after the restart");
+    assert!(again.disk_hit(), "from disk: {}", again.cache_status);
+    assert_eq!(again.etag.as_deref(), Some(etag.as_str()), "the same tag");
+    let r = client()
+        .post(gw.admin_url("/purge"))
+        .bearer_auth(ADMIN_TOKEN)
+        .body(serde_json::json!({ "urls": [url.clone()] }).to_string())
+        .send()
+        .await
+        .expect("purge");
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&scrape_now(&gw).await, "etagate_cache_disk_objects") > 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the purge never reached the disk"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refetched = get(&http, &url).await.expect("after the purge");
+    assert!(
+        refetched.body[..] == body_of(0, six_mib(0))[..],
+        "right after the purge"
+    );
+    assert!(!refetched.hit(), "a miss: {}", refetched.cache_status);
+    assert_eq!(origin_count(&o, &path_of(0)), 2);
 }

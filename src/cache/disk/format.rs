@@ -8,11 +8,16 @@
 //! 8       4         meta length M (JSON: key, variance, freshness, vary, tags, URL, ...)
 //! 12      4         head length H (the response head as HTTP/1.1 text)
 //! 16      8         body length B
-//! 24      M         meta
-//! 24+M    H         head
-//! 24+M+H  B         body
-//! end-32  32        BLAKE3 of every byte before it
+//! 24      B         body
+//! 24+B    M         meta
+//! 24+B+M  H         head
+//! end-32  32        BLAKE3 of bytes 24..end-32, then of bytes 0..24
 //! ```
+//!
+//! The body comes first and the prefix is hashed last so that a response too large to hold in
+//! memory can be written as it arrives: its body is appended and hashed chunk by chunk, and
+//! only when it is complete are its meta and head (the computed ETag, the freshness) known and
+//! the prefix filled in ([`tail`]).
 //!
 //! Everything read back is untrusted: a file that is short, long, of another version or whose
 //! checksum does not match is an error, never a response. Recovery reads only the first
@@ -31,10 +36,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 pub const MAGIC: &[u8; 4] = b"ETGD";
-pub const FORMAT_VERSION: u16 = 1;
+/// 1: meta and head before the body (files of it are misses, removed at recovery); 2: now.
+pub const FORMAT_VERSION: u16 = 2;
 /// Magic, version, reserved and the three lengths.
 pub const PREFIX_LEN: usize = 24;
-const CHECKSUM_LEN: usize = 32;
+pub const CHECKSUM_LEN: usize = 32;
 /// Meta and head are small; anything larger is not a file this version wrote.
 const MAX_META: usize = 1 << 20;
 const MAX_HEAD: usize = 1 << 20;
@@ -150,22 +156,42 @@ fn parse_head(bytes: &[u8]) -> Result<ResponseHeader, FormatError> {
 
 /// The whole file for `entry`, stored under `primary`.
 pub fn encode(primary: HashBinary, entry: &Entry) -> Vec<u8> {
-    let meta = serde_json::to_vec(&Meta::of(primary, entry)).unwrap_or_default();
-    let head = head_bytes(&entry.header);
     let body = &entry.body;
-    let mut out = Vec::with_capacity(PREFIX_LEN + meta.len() + head.len() + body.len() + 32);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(head.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(&meta);
-    out.extend_from_slice(&head);
+    let mut sum = blake3::Hasher::new();
+    sum.update(body);
+    let meta = Meta::of(primary, entry);
+    let (prefix, tail) = tail(&meta, &entry.header, body.len() as u64, sum);
+    let mut out = Vec::with_capacity(PREFIX_LEN + body.len() + tail.len());
+    out.extend_from_slice(&prefix);
     out.extend_from_slice(body);
-    let sum = blake3::hash(&out);
-    out.extend_from_slice(sum.as_bytes());
+    out.extend_from_slice(&tail);
     out
+}
+
+/// What follows a body of `body_len` bytes (meta, head, checksum) and the prefix that goes
+/// before it: `body_hash` has been fed the body.
+pub fn tail(
+    meta: &Meta,
+    header: &ResponseHeader,
+    body_len: u64,
+    mut body_hash: blake3::Hasher,
+) -> ([u8; PREFIX_LEN], Vec<u8>) {
+    // A derived `Serialize` of plain data cannot fail; an empty meta would read back as damaged.
+    let meta = serde_json::to_vec(meta).unwrap_or_default();
+    let head = head_bytes(header);
+    let mut prefix = [0u8; PREFIX_LEN];
+    prefix[0..4].copy_from_slice(MAGIC);
+    prefix[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    prefix[8..12].copy_from_slice(&(meta.len() as u32).to_le_bytes());
+    prefix[12..16].copy_from_slice(&(head.len() as u32).to_le_bytes());
+    prefix[16..24].copy_from_slice(&body_len.to_le_bytes());
+    let mut tail = Vec::with_capacity(meta.len() + head.len() + CHECKSUM_LEN);
+    tail.extend_from_slice(&meta);
+    tail.extend_from_slice(&head);
+    body_hash.update(&tail);
+    body_hash.update(&prefix);
+    tail.extend_from_slice(body_hash.finalize().as_bytes());
+    (prefix, tail)
 }
 
 /// Section lengths from the fixed prefix: (meta, head, body), checked against the limits.
@@ -199,13 +225,22 @@ pub fn file_len(meta: usize, head: usize, body: u64) -> u64 {
     ((PREFIX_LEN + meta + head + CHECKSUM_LEN) as u64).saturating_add(body)
 }
 
-/// The meta of a file from its first `PREFIX_LEN + meta` bytes (recovery: no checksum yet).
-pub fn decode_meta(start: &[u8]) -> Result<Meta, FormatError> {
-    let (m, _, _) = lengths(start)?;
-    let bytes = start
-        .get(PREFIX_LEN..PREFIX_LEN + m)
-        .ok_or(FormatError::Short)?;
-    serde_json::from_slice(bytes).map_err(|e| FormatError::Meta(e.to_string()))
+/// Where the meta of a file with a body of `body` bytes starts.
+pub fn meta_offset(body: u64) -> u64 {
+    PREFIX_LEN as u64 + body
+}
+
+/// The meta of a file from its prefix and its meta bytes (recovery: no checksum yet).
+pub fn decode_meta(meta: &[u8]) -> Result<Meta, FormatError> {
+    serde_json::from_slice(meta).map_err(|e| FormatError::Meta(e.to_string()))
+}
+
+/// Meta and head from the bytes after the body (`meta ‖ head ‖ checksum`), whose checksum the
+/// caller has verified.
+pub fn decode_tail(tail: &[u8], m: usize, h: usize) -> Result<(Meta, ResponseHeader), FormatError> {
+    let meta = decode_meta(tail.get(..m).ok_or(FormatError::Short)?)?;
+    let head = parse_head(tail.get(m..m + h).ok_or(FormatError::Short)?)?;
+    Ok((meta, head))
 }
 
 /// A whole file, verified: its meta, head and body.
@@ -219,13 +254,15 @@ pub fn decode(file: &[u8]) -> Result<(Meta, ResponseHeader, Bytes), FormatError>
         return Err(FormatError::Lengths);
     }
     let (content, sum) = file.split_at(file.len() - CHECKSUM_LEN);
-    if blake3::hash(content).as_bytes() != sum {
+    let mut hash = blake3::Hasher::new();
+    hash.update(&content[PREFIX_LEN..]);
+    hash.update(&content[..PREFIX_LEN]);
+    if hash.finalize().as_bytes() != sum {
         return Err(FormatError::Checksum);
     }
-    let meta: Meta = serde_json::from_slice(&content[PREFIX_LEN..PREFIX_LEN + m])
-        .map_err(|e| FormatError::Meta(e.to_string()))?;
-    let head = parse_head(&content[PREFIX_LEN + m..PREFIX_LEN + m + h])?;
-    let body = Bytes::copy_from_slice(&content[PREFIX_LEN + m + h..]);
+    let body_end = PREFIX_LEN + b as usize;
+    let (meta, head) = decode_tail(&content[body_end..], m, h)?;
+    let body = Bytes::copy_from_slice(&content[PREFIX_LEN..body_end]);
     Ok((meta, head, body))
 }
 
@@ -271,7 +308,9 @@ mod tests {
         };
         assert_eq!(names(&head), names(&e.header), "names keep their case");
         assert_eq!(body, e.body);
-        assert_eq!(decode_meta(&file).expect("meta"), meta);
+        let (m, _, b) = lengths(&file).expect("lengths");
+        let at = meta_offset(b) as usize;
+        assert_eq!(decode_meta(&file[at..at + m]).expect("meta"), meta);
     }
 
     #[test]
@@ -281,7 +320,7 @@ mod tests {
         let mid = file.len() / 2;
         flipped[mid] ^= 0x01;
         let mut version = file.clone();
-        version[4] = 2;
+        version[4] = 1;
         let mut huge = file.clone();
         huge[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
         let mut long = file.clone();
@@ -299,7 +338,7 @@ mod tests {
                 file[..PREFIX_LEN].to_vec(),
                 FormatError::Short,
             ),
-            ("another version", version, FormatError::Version(2)),
+            ("another version", version, FormatError::Version(1)),
             ("a byte too many", long, FormatError::Lengths),
             (
                 "not ours",

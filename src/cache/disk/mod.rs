@@ -3,6 +3,8 @@
 //! finds the response here and promotes it back into memory.
 //!
 //! - [`format`]: the file format (checksummed, versioned).
+//! - [`body`]: reading a body too large to read whole, in chunks, after verifying it.
+//! - [`spill`]: writing a response too large for the memory tier as it arrives.
 //!
 //! Design (why plain files and not foyer: `docs/disk-cache.md`):
 //! - **Files.** `<path>/v1/<2 hex>/<primary hex>-<variance hex>.e`, written to a temporary name
@@ -22,7 +24,9 @@
 //!   the store. A new process (binary upgrade) that finds it locked serves from memory and the
 //!   origin, and takes the store when the old process releases it on SIGQUIT.
 
+pub mod body;
 pub mod format;
+pub mod spill;
 
 use crate::cache::entry::Entry;
 use crate::cache::storage::PurgeMode;
@@ -58,10 +62,34 @@ const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 struct Variant {
     variance: Option<HashBinary>,
     vary: VarySpec,
+    /// Of the file, and of the body in it.
     bytes: u64,
+    body: u64,
     seq: u64,
     tags: Vec<String>,
     url: Option<String>,
+}
+
+impl Variant {
+    fn of(entry: &Entry, bytes: u64, body: u64) -> Variant {
+        Variant {
+            variance: entry.variance,
+            vary: entry.vary.clone(),
+            bytes,
+            body,
+            seq: 0,
+            tags: entry.tags.iter().map(|t| t.to_string()).collect(),
+            url: entry.url.as_deref().map(str::to_string),
+        }
+    }
+}
+
+/// The body of a response found on disk.
+pub enum DiskBody {
+    /// Read whole and verified: small enough to promote to memory.
+    Whole(Bytes),
+    /// Verified and open: read in chunks as it is sent.
+    Streamed(body::FileBody),
 }
 
 #[derive(Default)]
@@ -73,10 +101,15 @@ struct Index {
     bytes: u64,
     objects: usize,
     seq: u64,
+    /// Bytes of responses being written as they arrive ([`spill`]): counted against the budget
+    /// before they reach the disk, so files and files-to-be never exceed it together.
+    reserved: u64,
 }
 
 enum Job {
     Write(HashBinary, Arc<Entry>),
+    /// A response written as it arrived, complete under a temporary name: rename it into place.
+    Commit(HashBinary, spill::Written),
     RemoveKey(HashBinary),
     Tag(String, PurgeMode),
     Prefix(String, PurgeMode),
@@ -117,6 +150,15 @@ pub struct DiskStore {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     queued_bytes: AtomicUsize,
     last_error_log: Mutex<Option<Instant>>,
+}
+
+/// Count a response not written (`too_large`, `queue_full`).
+fn skipped(reason: &str) {
+    METRICS
+        .disk
+        .writes_skipped
+        .with_label_values(&[reason])
+        .inc();
 }
 
 fn push_hex(out: &mut String, b: &[u8]) {
@@ -295,13 +337,14 @@ impl DiskStore {
                 let path = f.path();
                 let is_entry = path.extension().is_some_and(|e| e == "e");
                 match is_entry.then(|| read_head(&path)).flatten() {
-                    Some((meta, len, mtime))
+                    Some((meta, len, body, mtime))
                         if path == self.path_of(&meta.primary, &meta.variance) =>
                     {
                         let v = Variant {
                             variance: meta.variance,
                             vary: meta.vary_spec(),
                             bytes: len,
+                            body,
                             seq: 0,
                             tags: meta.tags,
                             url: meta.url,
@@ -361,21 +404,13 @@ impl DiskStore {
         }
         let size = entry.body.len();
         if size > self.max_object.load(Ordering::Acquire) {
-            METRICS
-                .disk
-                .writes_skipped
-                .with_label_values(&["too_large"])
-                .inc();
+            skipped("too_large");
             return;
         }
         let queued = self.queued_bytes.fetch_add(size, Ordering::AcqRel);
         if queued + size > MAX_QUEUED_WRITE_BYTES {
             self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
-            METRICS
-                .disk
-                .writes_skipped
-                .with_label_values(&["queue_full"])
-                .inc();
+            skipped("queue_full");
             return;
         }
         if !self.send(Job::Write(primary, entry.clone())) {
@@ -410,41 +445,59 @@ impl DiskStore {
         self.send(Job::Variant(*primary, variance, mode));
     }
 
-    /// The response on disk that `req` selects under `primary`: read, verified and decoded
-    /// (off the async threads). `None` when there is none, or when it cannot be read or is
-    /// damaged (then it is removed and counted).
+    /// The response on disk that `req` selects under `primary`, verified: read whole when its
+    /// body is at most `whole_max` bytes (it will be promoted to memory), else opened for
+    /// reading in chunks ([`body`]). `None` when there is none, or when it cannot be read or is
+    /// damaged (then it is removed and counted). Reads that may wait for the device run off the
+    /// async threads.
     pub async fn find(
         &'static self,
         primary: HashBinary,
         req: &HeaderMap,
-    ) -> Option<(Meta, ResponseHeader, Bytes)> {
+        whole_max: usize,
+    ) -> Option<(Meta, ResponseHeader, DiskBody)> {
         if !self.is_open() {
             return None;
         }
-        let variance_wanted = {
+        let (variance_wanted, body_len) = {
             let ix = self.index.lock();
             let variants = ix.keys.get(&primary)?;
             let wanted = match variants.first().map(|v| &v.vary) {
                 Some(VarySpec::Headers(names)) => Some(variance(names, req)),
                 _ => None,
             };
-            variants.iter().find(|v| v.variance == wanted)?.variance
+            let v = variants.iter().find(|v| v.variance == wanted)?;
+            (v.variance, v.body)
         };
         let path = self.path_of(&primary, &variance_wanted);
-        let max = self.max_object.load(Ordering::Acquire) as u64 + (2 << 20);
-        let bytes = match read_if_cached(&path) {
-            Some(bytes) => Ok(bytes),
-            None => match tokio::task::spawn_blocking(move || read_file(&path, max)).await {
-                Ok(read) => read,
+        let result = if body_len > whole_max as u64 {
+            match tokio::task::spawn_blocking(move || body::open_verified(&path)).await {
+                Ok(opened) => opened.map(|(meta, head, b)| (meta, head, DiskBody::Streamed(b))),
                 Err(e) => Err(e.to_string()),
-            },
+            }
+        } else {
+            let max = self.max_object.load(Ordering::Acquire) as u64 + (2 << 20);
+            let bytes = match read_if_cached(&path) {
+                Some(bytes) => Ok(bytes),
+                None => match tokio::task::spawn_blocking(move || read_file(&path, max)).await {
+                    Ok(read) => read,
+                    Err(e) => Err(e.to_string()),
+                },
+            };
+            bytes.and_then(|b| {
+                format::decode(&b)
+                    .map(|(meta, head, body)| (meta, head, DiskBody::Whole(body)))
+                    .map_err(|e| e.to_string())
+            })
         };
-        let result = bytes.and_then(|b| format::decode(&b).map_err(|e| e.to_string()));
         match result {
             Ok((meta, head, body))
                 if meta.primary == primary && meta.variance == variance_wanted =>
             {
                 METRICS.disk.reads.inc();
+                if matches!(body, DiskBody::Streamed(..)) {
+                    METRICS.disk.streamed_reads.inc();
+                }
                 self.touch(&primary, &variance_wanted);
                 Some((meta, head, body))
             }
@@ -506,6 +559,7 @@ impl DiskStore {
                     self.write_now(primary, &entry);
                     self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
                 }
+                Job::Commit(primary, written) => self.commit_now(primary, written),
                 Job::RemoveKey(primary) => self.remove_key_now(&primary, |_| true),
                 Job::Variant(primary, variance, PurgeMode::Hard) => {
                     self.remove_key_now(&primary, |v| v.variance == variance)
@@ -538,11 +592,7 @@ impl DiskStore {
         let bytes = format::encode(primary, entry);
         let len = bytes.len() as u64;
         if len > self.budget.load(Ordering::Acquire) {
-            METRICS
-                .disk
-                .writes_skipped
-                .with_label_values(&["too_large"])
-                .inc();
+            skipped("too_large");
             return;
         }
         let path = self.path_of(&primary, &entry.variance);
@@ -565,18 +615,35 @@ impl DiskStore {
             self.log_write_error(&path, &e);
             return;
         }
-        let meta_tags: Vec<String> = entry.tags.iter().map(|t| t.to_string()).collect();
+        self.list(primary, Variant::of(entry, len, entry.body.len() as u64));
+    }
+
+    /// A response written as it arrived: rename it into place and list it. Its bytes were
+    /// reserved as they were written; they now count as a file's.
+    fn commit_now(&self, primary: HashBinary, written: spill::Written) {
+        let path = self.path_of(&primary, &written.variant.variance);
+        let renamed = fs::rename(&written.tmp, &path);
+        {
+            let mut ix = self.index.lock();
+            ix.reserved = ix.reserved.saturating_sub(written.reserved);
+        }
+        if let Err(e) = renamed {
+            let _ = fs::remove_file(&written.tmp);
+            METRICS.disk.write_errors.inc();
+            self.log_write_error(&path, &e);
+            return;
+        }
+        self.list(primary, written.variant);
+    }
+
+    /// Add a response just written to the index, replacing the variants it replaces.
+    fn list(&self, primary: HashBinary, mut v: Variant) {
+        let mut doomed: Vec<PathBuf> = Vec::new();
+        let len = v.bytes;
         let mut ix = self.index.lock();
         ix.seq += 1;
-        let seq = ix.seq;
-        let v = Variant {
-            variance: entry.variance,
-            vary: entry.vary.clone(),
-            bytes: len,
-            seq,
-            tags: meta_tags,
-            url: entry.url.as_deref().map(str::to_string),
-        };
+        v.seq = ix.seq;
+        let variance = v.variance;
         let list = ix.keys.entry(primary).or_default();
         // A response with another Vary replaces every variant (as in memory).
         let same_vary = list.first().is_none_or(|x| x.vary == v.vary);
@@ -596,7 +663,8 @@ impl DiskStore {
         list.push(v);
         ix.bytes = ix.bytes - freed + len;
         ix.objects = ix.objects - gone + 1;
-        ix.order.push_back((seq, primary, entry.variance));
+        let seq = ix.seq;
+        ix.order.push_back((seq, primary, variance));
         // Rewrites, reads and purges leave stale places in the order, which eviction would
         // only skip.
         self.compact(&mut ix);
@@ -623,7 +691,7 @@ impl DiskStore {
 
     /// Remove the least recently used files until the store holds at most `limit` bytes.
     fn evict_to(&self, ix: &mut Index, limit: u64, doomed: &mut Vec<PathBuf>) {
-        while ix.bytes > limit {
+        while ix.bytes + ix.reserved > limit {
             let Some((seq, primary, variance)) = ix.order.pop_front() else {
                 break;
             };
@@ -724,24 +792,20 @@ impl DiskStore {
         let now = SystemTime::now();
         for (primary, variance) in targets {
             let path = self.path_of(&primary, &variance);
-            let max = self.max_object.load(Ordering::Acquire) as u64 + (2 << 20);
-            let Ok(bytes) = read_file(&path, max) else {
-                continue;
+            let len = match self.rewrite_stale(&path, now) {
+                Ok(Some(len)) => len,
+                Ok(None) => continue,
+                Err(e) => {
+                    METRICS.disk.write_errors.inc();
+                    log::warn!(
+                        "disk cache: cannot mark {} stale ({e}); removed instead",
+                        path.display()
+                    );
+                    self.remove_key_now(&primary, |v| v.variance == variance);
+                    let _ = fs::remove_file(&path);
+                    continue;
+                }
             };
-            let Ok((meta, head, body)) = format::decode(&bytes) else {
-                continue;
-            };
-            if meta.freshness.invalidated {
-                continue;
-            }
-            let mut entry = entry_from(meta, head, body, 0);
-            entry.freshness.invalidate(now);
-            let bytes = format::encode(primary, &entry);
-            if let Err(e) = write_atomically(&path, &bytes) {
-                METRICS.disk.write_errors.inc();
-                self.log_write_error(&path, &e);
-                continue;
-            }
             // The rewritten file's metadata differs in length: keep the count exact.
             let mut ix = self.index.lock();
             let ix = &mut *ix;
@@ -750,8 +814,8 @@ impl DiskStore {
                 .get_mut(&primary)
                 .and_then(|l| l.iter_mut().find(|v| v.variance == variance))
             {
-                ix.bytes = ix.bytes - v.bytes + bytes.len() as u64;
-                v.bytes = bytes.len() as u64;
+                ix.bytes = ix.bytes - v.bytes + len;
+                v.bytes = len;
             }
         }
     }
@@ -848,24 +912,25 @@ fn read_file(path: &Path, max: u64) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// A file's meta, its length and its modification time, from its first bytes; `None` when it
-/// is not a whole entry file of this format.
-fn read_head(path: &Path) -> Option<(Meta, u64, SystemTime)> {
-    let mut f = File::open(path).ok()?;
+/// A file's meta, its length, its body's length and its modification time, from its prefix
+/// and meta; `None` when it is not a whole entry file of this format.
+fn read_head(path: &Path) -> Option<(Meta, u64, u64, SystemTime)> {
+    use std::os::unix::fs::FileExt;
+    let f = File::open(path).ok()?;
     let md = f.metadata().ok()?;
     let mut prefix = [0u8; format::PREFIX_LEN];
-    f.read_exact(&mut prefix).ok()?;
+    f.read_exact_at(&mut prefix, 0).ok()?;
     let (m, h, b) = format::lengths(&prefix).ok()?;
     if format::file_len(m, h, b) != md.len() {
         return None;
     }
-    let mut start = prefix.to_vec();
-    start.resize(format::PREFIX_LEN + m, 0);
-    f.read_exact(&mut start[format::PREFIX_LEN..]).ok()?;
-    let meta = format::decode_meta(&start).ok()?;
+    let mut meta = vec![0u8; m];
+    f.read_exact_at(&mut meta, format::meta_offset(b)).ok()?;
+    let meta = format::decode_meta(&meta).ok()?;
     Some((
         meta,
         md.len(),
+        b,
         md.modified().unwrap_or(SystemTime::UNIX_EPOCH),
     ))
 }
@@ -930,6 +995,30 @@ mod tests {
         )
     }
 
+    /// Bodies up to this are read whole (as the memory tier of the tests keeps them).
+    const WHOLE: usize = 1 << 20;
+
+    fn whole(b: DiskBody) -> Bytes {
+        match b {
+            DiskBody::Whole(b) => b,
+            DiskBody::Streamed(_) => panic!("read whole expected"),
+        }
+    }
+
+    /// Write `body` the way a fill too large for memory does, `piece` bytes at a time.
+    fn spill_of(d: &'static DiskStore, k: HashBinary, body: &[u8], piece: usize) -> bool {
+        let Some(mut s) = d.spill(&k, &None) else {
+            return false;
+        };
+        for p in body.chunks(piece) {
+            if !s.append(p) {
+                return false;
+            }
+        }
+        let e = entry(b"", &["big"], "http://a.test/big");
+        s.commit(k, &e)
+    }
+
     fn key(i: u32) -> HashBinary {
         let mut k = [0u8; 16];
         k[..4].copy_from_slice(&i.to_le_bytes());
@@ -947,6 +1036,93 @@ mod tests {
         out
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_response_too_large_for_memory_is_written_and_read_in_chunks() {
+        let dir = tempfile::tempdir().expect("dir");
+        let d = store(dir.path(), 64 << 20);
+        d.max_object.store(4 << 20, Ordering::Release);
+        let body: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let spilled = METRICS.disk.spilled.get();
+        assert!(spill_of(d, key(1), &body, 16 << 10), "spilled");
+        flush(d);
+        assert_eq!(METRICS.disk.spilled.get(), spilled + 1);
+        assert_eq!(files(dir.path()).len(), 1, "one file, no temporary left");
+        let (meta, head, found) = d
+            .find(key(1), &HeaderMap::new(), 1 << 20)
+            .await
+            .expect("found");
+        assert_eq!(meta.tags, ["big"]);
+        assert_eq!(head.status, 200);
+        let DiskBody::Streamed(file) = found else {
+            panic!("larger than the memory tier keeps: streamed");
+        };
+        assert_eq!(file.len(), body.len() as u64);
+        let mut back = Vec::new();
+        while (back.len() as u64) < file.len() {
+            let n = (file.len() - back.len() as u64).min(body::CHUNK as u64) as usize;
+            back.extend_from_slice(&file.read(back.len() as u64, n).await.expect("read"));
+        }
+        assert!(back == body, "the same bytes");
+        assert!(
+            file.read(file.len() - 1, 2).await.is_err(),
+            "never past the body"
+        );
+        // The same file, read whole by a tier that keeps it, and after a soft purge.
+        d.soft_purge_key(&key(1));
+        flush(d);
+        let (meta, _, found) = d
+            .find(key(1), &HeaderMap::new(), 8 << 20)
+            .await
+            .expect("found");
+        assert!(meta.freshness.invalidated, "marked stale");
+        assert!(whole(found) == body, "rewritten whole");
+        d.release();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spills_hold_the_budget_and_leave_nothing_when_they_give_up() {
+        let dir = tempfile::tempdir().expect("dir");
+        let d = store(dir.path(), 4 << 20);
+        d.max_object.store(3 << 20, Ordering::Release);
+        for i in 0..4 {
+            d.write(key(10 + i), &entry(&[1u8; 900_000], &[], "http://a.test/s"));
+        }
+        flush(d);
+        assert_eq!(files(dir.path()).len(), 4);
+        // Room is made as the body arrives: older files go before the budget is passed.
+        let body = vec![2u8; 2_500_000];
+        assert!(spill_of(d, key(1), &body, 64 << 10));
+        flush(d);
+        let total: u64 = files(dir.path())
+            .iter()
+            .map(|p| fs::metadata(p).expect("meta").len())
+            .sum();
+        assert!(total <= 4 << 20, "{total} bytes on disk");
+        assert_eq!(d.index.lock().bytes, total, "counted exactly");
+        assert_eq!(d.index.lock().reserved, 0, "nothing left reserved");
+        // A damaged large file is a miss, never a body.
+        let path = d.path_of(&key(1), &None);
+        let mut bytes = fs::read(&path).expect("file");
+        bytes[1_000_000] ^= 0x10;
+        fs::write(&path, &bytes).expect("damage");
+        assert!(d.find(key(1), &HeaderMap::new(), 1 << 20).await.is_none());
+        assert!(!path.exists(), "removed");
+        // Past max_object_size: given up, its temporary file removed, its bytes given back.
+        assert!(!spill_of(d, key(2), &vec![3u8; 3_200_000], 64 << 10));
+        // Broken off halfway (the client went away): dropped.
+        let mut s = d.spill(&key(3), &None).expect("spill");
+        assert!(s.append(&[4u8; 100_000]));
+        drop(s);
+        flush(d);
+        assert_eq!(d.index.lock().reserved, 0);
+        let names: Vec<String> = files(dir.path())
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
+            .collect();
+        assert!(names.iter().all(|n| n.ends_with(".e")), "{names:?}");
+        d.release();
+    }
+
     #[tokio::test]
     async fn responses_survive_a_restart_and_only_one_process_holds_the_store() {
         let dir = tempfile::tempdir().expect("dir");
@@ -960,12 +1136,15 @@ mod tests {
         a.release();
         assert!(opens(waiting), "taken once released");
         let (meta, _, body) = waiting
-            .find(key(1), &HeaderMap::new())
+            .find(key(1), &HeaderMap::new(), WHOLE)
             .await
             .expect("recovered");
-        assert_eq!(&body[..], b"one");
+        assert_eq!(&whole(body)[..], b"one");
         assert_eq!(meta.tags, ["t"]);
-        assert!(waiting.find(key(2), &HeaderMap::new()).await.is_none());
+        assert!(waiting
+            .find(key(2), &HeaderMap::new(), WHOLE)
+            .await
+            .is_none());
         waiting.release();
     }
 
@@ -991,15 +1170,15 @@ mod tests {
         assert!(opens(b), "taken once released");
         flush(b);
         assert!(
-            b.find(key(0), &HeaderMap::new()).await.is_none(),
+            b.find(key(0), &HeaderMap::new(), WHOLE).await.is_none(),
             "key purge kept"
         );
         assert!(
-            b.find(key(1), &HeaderMap::new()).await.is_none(),
+            b.find(key(1), &HeaderMap::new(), WHOLE).await.is_none(),
             "variant purge kept"
         );
         assert!(
-            b.find(key(2), &HeaderMap::new()).await.is_some(),
+            b.find(key(2), &HeaderMap::new(), WHOLE).await.is_some(),
             "the rest stays"
         );
         b.release();
@@ -1015,20 +1194,20 @@ mod tests {
         }
         flush(d);
         assert!(
-            d.find(key(0), &HeaderMap::new()).await.is_some(),
+            d.find(key(0), &HeaderMap::new(), WHOLE).await.is_some(),
             "all ten fit"
         );
         d.write(key(10), &entry(&body, &[], "http://a.test/10"));
         flush(d);
         assert!(
-            d.find(key(0), &HeaderMap::new()).await.is_some(),
+            d.find(key(0), &HeaderMap::new(), WHOLE).await.is_some(),
             "the oldest write, read since, stays"
         );
         assert!(
-            d.find(key(1), &HeaderMap::new()).await.is_none(),
+            d.find(key(1), &HeaderMap::new(), WHOLE).await.is_none(),
             "the least recently used goes"
         );
-        assert!(d.find(key(10), &HeaderMap::new()).await.is_some());
+        assert!(d.find(key(10), &HeaderMap::new(), WHOLE).await.is_some());
         d.release();
     }
 
@@ -1086,11 +1265,11 @@ mod tests {
         assert!(on_disk <= 1 << 20, "{on_disk} bytes on disk");
         assert_eq!(on_disk, d.index.lock().bytes, "the index counts every byte");
         assert!(
-            d.find(key(39), &HeaderMap::new()).await.is_some(),
+            d.find(key(39), &HeaderMap::new(), WHOLE).await.is_some(),
             "the newest stays"
         );
         assert!(
-            d.find(key(0), &HeaderMap::new()).await.is_none(),
+            d.find(key(0), &HeaderMap::new(), WHOLE).await.is_none(),
             "the oldest went"
         );
         // A write and a purge of the same response, in that order: nothing is left.
@@ -1103,14 +1282,14 @@ mod tests {
         flush(d);
         for k in [100, 101, 102] {
             assert!(
-                d.find(key(k), &HeaderMap::new()).await.is_none(),
+                d.find(key(k), &HeaderMap::new(), WHOLE).await.is_none(),
                 "{k} purged"
             );
         }
         d.purge_tag("odd", PurgeMode::Hard);
         flush(d);
         assert!(
-            d.find(key(39), &HeaderMap::new()).await.is_none(),
+            d.find(key(39), &HeaderMap::new(), WHOLE).await.is_none(),
             "odd ones purged"
         );
         d.release();
@@ -1125,7 +1304,10 @@ mod tests {
         flush(d);
         d.purge_tag("s", PurgeMode::Soft);
         flush(d);
-        let (meta, _, _) = d.find(key(1), &HeaderMap::new()).await.expect("kept");
+        let (meta, _, _) = d
+            .find(key(1), &HeaderMap::new(), WHOLE)
+            .await
+            .expect("kept");
         assert!(meta.freshness.invalidated, "marked stale on disk");
         let path = d.path_of(&key(2), &None);
         let mut bytes = fs::read(&path).expect("file");
@@ -1134,7 +1316,7 @@ mod tests {
         fs::write(&path, &bytes).expect("damage");
         let errors = METRICS.disk.read_errors.get();
         assert!(
-            d.find(key(2), &HeaderMap::new()).await.is_none(),
+            d.find(key(2), &HeaderMap::new(), WHOLE).await.is_none(),
             "never served"
         );
         assert!(METRICS.disk.read_errors.get() > errors);

@@ -1,0 +1,292 @@
+//! Writing a response too large for the memory tier (up to `cache.disk.max_object_size`) to
+//! disk as it arrives, so storing a large object costs one chunk of memory, not the object.
+//!
+//! - The body is appended to a temporary file and hashed as it comes; its meta and head (the
+//!   computed ETag, the freshness a purge may have changed) are written after it once the
+//!   response is complete, and the prefix last (`format`: why the body comes first).
+//! - Every byte appended is first reserved against the budget (evicting the least recently
+//!   used files to make room), so files and files being written never exceed it together.
+//! - The finished file is renamed into place by the writer thread, behind the jobs queued
+//!   before it: a purge asked after the fill was checked (`MemMiss::finish`) is queued after
+//!   the rename and removes the file, as for any write.
+//! - A fill that breaks off, outgrows the limit or fails to write leaves nothing: the
+//!   temporary file is removed when the [`Spill`] is dropped (and at recovery after a crash).
+
+use super::format::{self, Meta, PREFIX_LEN};
+use super::{body, skipped, DiskStore, Job, Variant};
+use crate::cache::entry::Entry;
+use crate::metrics::METRICS;
+use pingora_cache::key::HashBinary;
+use pingora_http::ResponseHeader;
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Makes temporary names unique within the process (across processes the store's lock does).
+static NEXT_TMP: AtomicU64 = AtomicU64::new(0);
+
+/// An entry file being written section by section under a temporary name beside its place.
+pub(super) struct FileWriter {
+    tmp: PathBuf,
+    file: File,
+    sum: blake3::Hasher,
+    written: u64,
+    /// Remove the temporary file on drop (until it is handed on or renamed).
+    armed: bool,
+}
+
+impl FileWriter {
+    /// A temporary file for the entry at `path`, positioned after room for the prefix.
+    pub(super) fn create(path: &Path) -> std::io::Result<FileWriter> {
+        let dir = path.parent().ok_or(std::io::ErrorKind::InvalidInput)?;
+        fs::create_dir_all(dir)?;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
+        let n = NEXT_TMP.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}.{n}.tmp"));
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        let mut w = FileWriter {
+            tmp,
+            file: file.try_clone()?,
+            sum: blake3::Hasher::new(),
+            written: 0,
+            armed: true,
+        };
+        if let Err(e) = file.write_all(&[0u8; PREFIX_LEN]) {
+            w.discard();
+            return Err(e);
+        }
+        Ok(w)
+    }
+
+    pub(super) fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(data)?;
+        self.sum.update(data);
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    /// Write meta, head and checksum after the body, then the prefix: the file's length.
+    pub(super) fn finish(&mut self, meta: &Meta, head: &ResponseHeader) -> std::io::Result<u64> {
+        let (prefix, tail) = format::tail(meta, head, self.written, self.sum.clone());
+        self.file.write_all(&tail)?;
+        self.file.write_all_at(&prefix, 0)?;
+        Ok(format::meta_offset(self.written) + tail.len() as u64)
+    }
+
+    /// Rename the finished file to `path`.
+    pub(super) fn rename_to(mut self, path: &Path) -> std::io::Result<()> {
+        fs::rename(&self.tmp, path)?;
+        self.armed = false;
+        Ok(())
+    }
+
+    /// The temporary file's name, no longer removed on drop: someone else renames or removes it.
+    fn hand_on(mut self) -> PathBuf {
+        self.armed = false;
+        std::mem::take(&mut self.tmp)
+    }
+
+    fn discard(&mut self) {
+        if self.armed {
+            self.armed = false;
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl Drop for FileWriter {
+    fn drop(&mut self) {
+        self.discard();
+    }
+}
+
+/// What the writer thread renames into place and lists.
+pub(super) struct Written {
+    pub(super) tmp: PathBuf,
+    pub(super) reserved: u64,
+    pub(super) variant: Variant,
+}
+
+/// A response being written to disk as it arrives. Blocking: call it off the async threads.
+pub struct Spill {
+    store: &'static DiskStore,
+    /// Taken when the file is handed to the writer thread.
+    out: Option<FileWriter>,
+    /// Bytes of the budget this file holds (given back on drop unless committed).
+    reserved: u64,
+    max: u64,
+}
+
+impl DiskStore {
+    /// Begin writing a response for `primary`/`variance` as it arrives. `None` when the store
+    /// is not open here or the file cannot be created (counted, logged).
+    pub fn spill(
+        &'static self,
+        primary: &HashBinary,
+        variance: &Option<HashBinary>,
+    ) -> Option<Spill> {
+        if !self.is_open() {
+            return None;
+        }
+        let path = self.path_of(primary, variance);
+        match FileWriter::create(&path) {
+            Ok(out) => Some(Spill {
+                store: self,
+                out: Some(out),
+                reserved: 0,
+                max: self.max_object.load(Ordering::Acquire) as u64,
+            }),
+            Err(e) => {
+                METRICS.disk.write_errors.inc();
+                self.log_write_error(&path, &e);
+                None
+            }
+        }
+    }
+
+    /// Largest response the store keeps.
+    pub fn max_object(&self) -> usize {
+        self.max_object.load(Ordering::Acquire)
+    }
+
+    /// Rewrite the entry file at `path` with its response marked stale (a soft purge), in
+    /// chunks, whatever its size. `Ok(None)`: it already was; `Ok(Some(len))`: the new length.
+    pub(super) fn rewrite_stale(
+        &self,
+        path: &Path,
+        now: std::time::SystemTime,
+    ) -> Result<Option<u64>, String> {
+        let (mut meta, head, b) = body::open_verified(path)?;
+        if meta.freshness.invalidated {
+            return Ok(None);
+        }
+        meta.freshness.invalidate(now);
+        let mut out = FileWriter::create(path).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; body::CHUNK];
+        let mut at = 0u64;
+        while at < b.len() {
+            let n = (b.len() - at).min(body::CHUNK as u64) as usize;
+            b.read_at(at, &mut buf[..n]).map_err(|e| e.to_string())?;
+            out.append(&buf[..n]).map_err(|e| e.to_string())?;
+            at += n as u64;
+        }
+        let len = out.finish(&meta, &head).map_err(|e| e.to_string())?;
+        out.rename_to(path).map_err(|e| e.to_string())?;
+        Ok(Some(len))
+    }
+}
+
+impl Spill {
+    /// Append a piece of the body. False: the response outgrew `cache.disk.max_object_size`,
+    /// the budget cannot hold it, or the write failed; give up (dropping the spill cleans up).
+    pub fn append(&mut self, data: &[u8]) -> bool {
+        if self.len() + data.len() as u64 > self.max {
+            skipped("too_large");
+            return false;
+        }
+        if !self.reserve(data.len() as u64) {
+            return false;
+        }
+        match self.out.as_mut().map(|o| o.append(data)) {
+            Some(Ok(())) => true,
+            Some(Err(e)) => self.failed(&e),
+            None => false,
+        }
+    }
+
+    /// Bytes of the body appended so far.
+    pub fn len(&self) -> u64 {
+        self.out.as_ref().map_or(0, |o| o.written)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Complete the file for `entry` (its header and metadata; its own body is not used) and
+    /// queue it for the writer thread to rename into place. False when that failed.
+    pub fn commit(mut self, primary: HashBinary, entry: &Entry) -> bool {
+        let meta = Meta::of(primary, entry);
+        let body = self.len();
+        let len = match self.out.as_mut().map(|o| o.finish(&meta, &entry.header)) {
+            Some(Ok(len)) => len,
+            Some(Err(e)) => return self.failed(&e),
+            None => return false,
+        };
+        if !self.reserve(len.saturating_sub(self.reserved)) {
+            return false;
+        }
+        let store = self.store;
+        let reserved = std::mem::take(&mut self.reserved);
+        let Some(out) = self.out.take() else {
+            return false;
+        };
+        let tmp = out.hand_on();
+        let written = Written {
+            tmp: tmp.clone(),
+            reserved,
+            variant: Variant::of(entry, len, body),
+        };
+        if store.send(Job::Commit(primary, written)) {
+            METRICS.disk.spilled.inc();
+            true
+        } else {
+            let _ = fs::remove_file(tmp);
+            store.unreserve(reserved);
+            false
+        }
+    }
+
+    /// Hold `n` more bytes of the budget, evicting to make room. False when even an empty
+    /// store could not hold the file (other large fills in flight hold the rest).
+    fn reserve(&mut self, n: u64) -> bool {
+        let budget = self.store.budget.load(Ordering::Acquire);
+        let mut doomed = Vec::new();
+        {
+            let mut ix = self.store.index.lock();
+            if ix.reserved + n > budget {
+                drop(ix);
+                skipped("too_large");
+                return false;
+            }
+            ix.reserved += n;
+            self.store.evict_to(&mut ix, budget, &mut doomed);
+            let (objects, total) = (ix.objects, ix.bytes);
+            drop(ix);
+            self.store.publish(objects, total);
+        }
+        self.reserved += n;
+        for p in doomed {
+            let _ = fs::remove_file(p);
+        }
+        true
+    }
+
+    fn failed(&self, e: &std::io::Error) -> bool {
+        METRICS.disk.write_errors.inc();
+        let tmp = self.out.as_ref().map(|o| o.tmp.as_path());
+        self.store
+            .log_write_error(tmp.unwrap_or(self.store.dir.as_path()), e);
+        false
+    }
+}
+
+impl Drop for Spill {
+    fn drop(&mut self) {
+        self.store.unreserve(self.reserved);
+    }
+}
+
+impl DiskStore {
+    fn unreserve(&self, n: u64) {
+        if n > 0 {
+            let mut ix = self.index.lock();
+            ix.reserved = ix.reserved.saturating_sub(n);
+        }
+    }
+}
