@@ -22,12 +22,14 @@
 //! - A fill that started before a purge and finishes after it is purged too (recent purges are
 //!   remembered; when too many happened to remember them all, such a fill is not stored).
 
+use super::disk::body::{FileBody, CHUNK};
 use super::disk::spill::Spill;
-use super::disk::DiskStore;
+use super::disk::{entry_from, DiskBody, DiskStore};
 use super::entry::{Entry, FillPolicy, Tags};
 use super::tag_index::TagIndex;
 use crate::http::coding::ContentEncoding;
 use crate::http::headers::{content_length, set_content_etag};
+use crate::http::usability::{usability, Use};
 use crate::http::vary::{variance, VarySpec};
 use crate::metrics::METRICS;
 use async_trait::async_trait;
@@ -70,6 +72,8 @@ fn shards_for(budget: usize) -> usize {
 }
 /// The fraction of the budget kept for fills in flight.
 const FILL_RESERVE_FRACTION: usize = 8;
+/// How long a fill written to disk as it arrived waits for its file to be listed.
+const LISTED_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 /// Variants kept per URL; beyond this the oldest goes (a header with many values must not turn
 /// one URL into an unbounded list).
 const MAX_VARIANTS: usize = 32;
@@ -715,15 +719,40 @@ impl MemStore {
     }
 }
 
-/// A hit: the stored body, handed out whole (a clone of its `Bytes`).
-struct MemHit {
-    body: Option<Bytes>,
+/// A hit: the stored body handed out whole (a clone of its `Bytes`), or, for a response kept
+/// on disk only, read from its file a chunk at a time.
+enum StoredHit {
+    Memory(Option<Bytes>),
+    File { body: FileBody, at: u64 },
+}
+
+impl StoredHit {
+    fn of(entry: &Entry) -> (CacheMeta, HitHandler) {
+        let hit = StoredHit::Memory(Some(entry.body.clone()));
+        (entry.to_meta(), Box::new(hit))
+    }
 }
 
 #[async_trait]
-impl HandleHit for MemHit {
+impl HandleHit for StoredHit {
     async fn read_body(&mut self) -> Result<Option<Bytes>> {
-        Ok(self.body.take())
+        let (body, at) = match self {
+            StoredHit::Memory(body) => return Ok(body.take()),
+            StoredHit::File { body, at } => (body, at),
+        };
+        if *at >= body.len() {
+            return Ok(None);
+        }
+        let n = (body.len() - *at).min(CHUNK as u64) as usize;
+        let chunk = body.read(*at, n).await.map_err(|e| {
+            pingora_error::Error::because(
+                pingora_error::ErrorType::ReadError,
+                "reading a stored body from disk",
+                e,
+            )
+        })?;
+        *at += n as u64;
+        Ok(Some(chunk))
     }
 
     async fn finish(
@@ -741,6 +770,43 @@ impl HandleHit for MemHit {
 
     fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
         self
+    }
+}
+
+impl MemStore {
+    /// Pingora's own lookup (the fill's pipeline) after a memory miss: what the disk tier
+    /// holds. The request's own lookup (`proxy::fetch`) looked there already; this one matters
+    /// when the request waited on the cache lock for another request's fill, which may have
+    /// gone to disk only: without it, every waiter would fetch the response again in turn. A
+    /// response on disk only is offered only while fresh: it is not revalidated (no copy in
+    /// memory to update), but fetched anew.
+    async fn lookup_disk(
+        &'static self,
+        primary: HashBinary,
+        variance: Option<HashBinary>,
+    ) -> Option<(CacheMeta, HitHandler)> {
+        let disk = self.disk()?;
+        let since = self.purge_epoch();
+        let (meta, head, body) = disk
+            .find_variant(primary, variance, self.max_object())
+            .await?;
+        let id = self.fresh_id();
+        match body {
+            DiskBody::Whole(body) => {
+                let entry = self.promote(primary, entry_from(meta, head, body, id), since)?;
+                Some(StoredHit::of(&entry))
+            }
+            DiskBody::Streamed(body) => {
+                let entry = entry_from(meta, head, Bytes::new(), id);
+                let (entry, _) = self.after_purges(&primary, entry, since)?;
+                let fresh = usability(&entry.freshness, &Default::default(), SystemTime::now());
+                if fresh != Use::Fresh {
+                    return None;
+                }
+                let hit = StoredHit::File { body, at: 0 };
+                Some((entry.to_meta(), Box::new(hit)))
+            }
+        }
     }
 }
 
@@ -890,9 +956,8 @@ impl HandleMiss for MemMiss {
             freshness.invalidate(SystemTime::now());
         }
         if let Some(spill) = self.spill.take() {
-            return self
-                .commit_spill(spill, header, freshness, computed, &policy)
-                .await;
+            let fill = (header, freshness, computed);
+            return self.commit_spill(spill, fill, &policy, checked).await;
         }
         let mut body = std::mem::take(&mut self.body);
         body.shrink_to_fit();
@@ -929,14 +994,20 @@ impl HandleMiss for MemMiss {
 impl MemMiss {
     /// Finish a response written to disk as it arrived: its file is completed and queued for
     /// renaming into place; the purge check after it is the same as for memory.
+    /// `fill`: the header, freshness and whether the ETag was computed; `checked`: the purge
+    /// epoch the fill was checked against.
     async fn commit_spill(
         &mut self,
         spill: Spill,
-        header: pingora_http::ResponseHeader,
-        freshness: crate::http::freshness::Freshness,
-        computed: bool,
+        fill: (
+            pingora_http::ResponseHeader,
+            crate::http::freshness::Freshness,
+            bool,
+        ),
         policy: &FillPolicy,
+        checked: u64,
     ) -> Result<MissFinishType> {
+        let (header, freshness, computed) = fill;
         let entry = Entry::new(
             self.store.next_id(),
             header,
@@ -950,16 +1021,24 @@ impl MemMiss {
         let primary = self.primary;
         let committed = tokio::task::spawn_blocking(move || spill.commit(primary, &entry))
             .await
-            .unwrap_or(false);
-        if !committed {
+            .ok()
+            .flatten();
+        let Some(listed) = committed else {
             return Ok(MissFinishType::Created(0));
-        }
-        let (purged, _) = self.store.purged_since(
-            &self.primary,
-            &policy.tags,
-            policy.url.as_deref(),
-            self.epoch,
-        );
+        };
+        // Requests waiting on the cache lock for this fill look it up once it finishes: it
+        // must be on disk by then, or each of them would fetch it again. Bounded: the writes
+        // queued before it are at most `MAX_QUEUED_WRITE_BYTES`.
+        let _ = tokio::time::timeout(LISTED_WITHIN, listed).await;
+        // An older copy in memory (smaller then) would otherwise keep answering in its place.
+        let variance = self.variance;
+        self.store
+            .purge_variants(&self.primary, PurgeMode::Hard, |e| {
+                e.variance == variance || e.vary != policy.vary
+            });
+        let (purged, _) =
+            self.store
+                .purged_since(&self.primary, &policy.tags, policy.url.as_deref(), checked);
         if let (Some(mode), Some(d)) = (purged, self.store.disk()) {
             d.purge_variant(&self.primary, self.variance, mode);
         }
@@ -974,17 +1053,18 @@ impl Storage for MemStore {
         key: &CacheKey,
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
-        let Some(slot) = self.index.get(&key.primary_bin()) else {
-            return Ok(None);
-        };
+        let primary = key.primary_bin();
         let variance = key.variance_bin();
-        let Some(entry) = slot.variants.iter().find(|e| e.variance == variance) else {
-            return Ok(None);
-        };
-        let hit = MemHit {
-            body: Some(entry.body.clone()),
-        };
-        Ok(Some((entry.to_meta(), Box::new(hit))))
+        let found = self.index.get(&primary).and_then(|slot| {
+            slot.variants
+                .iter()
+                .find(|e| e.variance == variance)
+                .cloned()
+        });
+        match found {
+            Some(entry) => Ok(Some(StoredHit::of(&entry))),
+            None => Ok(self.lookup_disk(primary, variance).await),
+        }
     }
 
     async fn get_miss_handler(
@@ -1013,8 +1093,13 @@ impl Storage for MemStore {
             spill: None,
             spilling: false,
         };
-        if declared.is_some_and(|n| n > max && !miss.may_spill(n)) {
-            miss.abandon();
+        if let Some(n) = declared.filter(|&n| n > max) {
+            // Declared too large for memory: straight to disk, or nowhere.
+            if miss.may_spill(n) {
+                miss.spilling = true;
+            } else {
+                miss.abandon();
+            }
         }
         Ok(Box::new(miss))
     }

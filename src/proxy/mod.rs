@@ -315,6 +315,11 @@ impl Gateway {
             let routed = ctx.routed()?;
             let fwd = match found {
                 Found::Hit(entry) => match stored::stored_use(&entry, &routed.directives) {
+                    // Each disk-only hit builds its entry anew, so the refresh claim of
+                    // stale-while-revalidate would hold for one request only: every request
+                    // of the window would download the large object again. Fetched once
+                    // instead, through the cache lock.
+                    Some(StoredUse::WhileRevalidating) if streamed.is_some() => missed,
                     Some(how) => {
                         if how == StoredUse::WhileRevalidating {
                             subrequest::spawn_refresh(session, routed, &entry);

@@ -1577,7 +1577,8 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_object_too_large_for_memory_is_kept_on_disk_and_streamed() {
-    let o = object_origin(six_mib, Duration::ZERO).await;
+    // Paced (four pieces 100 ms apart), so concurrent first requests overlap.
+    let o = object_origin(six_mib, Duration::from_millis(100)).await;
     let ports = Ports::new();
     let disk = ports.dir.path().join("disk");
     std::fs::create_dir(&disk).expect("create the disk directory");
@@ -1592,13 +1593,26 @@ async fn an_object_too_large_for_memory_is_kept_on_disk_and_streamed() {
     let url = gw.url(&path_of(0));
     let metric = |text: &str, name: &str| metric_value(text, name, &[]);
 
-    // Larger than etag.max_buffer, the fill streams at once without a tag; the stored copy
-    // gets one.
-    let fill = get(&http, &url).await.expect("fill");
-    assert_eq!(fill.status, 200);
-    assert!(
-        fill.body[..] == body_of(0, six_mib(0))[..],
-        "the fill's body is right"
+    // Four clients at once: one fetch from the origin, the others wait on the cache lock and
+    // are answered from the file it wrote. Larger than etag.max_buffer, the fill streams at
+    // once without a tag; the stored copy gets one.
+    let mut first = Vec::new();
+    for _ in 0..4 {
+        let (http, url) = (http.clone(), url.clone());
+        first.push(tokio::spawn(async move { get(&http, &url).await }));
+    }
+    for t in first {
+        let fill = t.await.expect("client").expect("fill");
+        assert_eq!(fill.status, 200);
+        assert!(
+            fill.body[..] == body_of(0, six_mib(0))[..],
+            "the fill's body is right"
+        );
+    }
+    assert_eq!(
+        origin_count(&o, &path_of(0)),
+        1,
+        "concurrent misses fetched once"
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while metric(&scrape_now(&gw).await, "etagate_cache_disk_objects") < 1.0 {

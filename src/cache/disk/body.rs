@@ -1,12 +1,15 @@
 //! The body of an entry too large for the memory tier, read from its file in chunks as it is
 //! sent, so a hit on a large object costs one chunk of memory, not the object.
 //!
-//! The whole file is verified (its checksum) before the first byte goes out: a damaged entry
-//! must be a miss, and once a response's header is sent, a body found corrupt halfway could
-//! only be cut off. That costs a second pass over the file, from the page cache when it is
-//! warm; a hit then reads the verified bytes through the same open descriptor. Entry files are
-//! never changed in place (a rewrite is a new file renamed over the old one, an eviction an
-//! unlink), so what the descriptor reads is what was verified.
+//! The whole file is verified (its checksum) before the first byte goes out the first time this
+//! process reads it: a damaged entry must be a miss, and once a response's header is sent, a
+//! body found corrupt halfway could only be cut off. The index remembers which file (inode) was
+//! verified, so later hits (a range, a HEAD, a 304) do not read the whole object again to
+//! check it; they check its length. Entry files are never changed in place (a rewrite is a new
+//! file, a new inode, renamed over the old one; an eviction an unlink), so a file verified once
+//! holds what was verified unless the device itself corrupts it while the process runs, which
+//! no per-read check of a large object could afford to catch either. After a restart, every
+//! file is verified again on its first read.
 
 use super::format::{self, FormatError, Meta, CHECKSUM_LEN, PREFIX_LEN};
 use bytes::Bytes;
@@ -85,11 +88,16 @@ fn read_cached(file: &File, buf: &mut [u8], pos: u64) -> bool {
     true
 }
 
-/// Open the entry file at `path` and verify it whole (in chunks): its meta, head and body.
-/// Blocking.
-pub fn open_verified(path: &Path) -> Result<(Meta, ResponseHeader, FileBody), String> {
+/// An entry file opened for a hit: its meta, head, body and inode.
+pub type Opened = (Meta, ResponseHeader, FileBody, u64);
+
+/// Open the entry file at `path` and verify it whole (in chunks), unless it is the file (inode)
+/// `verified` names: its meta, head, body and inode. Blocking.
+pub fn open(path: &Path, verified: Option<u64>) -> Result<Opened, String> {
+    use std::os::unix::fs::MetadataExt;
     let file = File::open(path).map_err(|e| e.to_string())?;
-    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let md = file.metadata().map_err(|e| e.to_string())?;
+    let (len, ino) = (md.len(), md.ino());
     let mut prefix = [0u8; PREFIX_LEN];
     file.read_exact_at(&mut prefix, 0)
         .map_err(|_| FormatError::Short.to_string())?;
@@ -103,31 +111,30 @@ pub fn open_verified(path: &Path) -> Result<(Meta, ResponseHeader, FileBody), St
         };
         return Err(e.to_string());
     }
-    let mut sum = blake3::Hasher::new();
-    let mut buf = vec![0u8; CHUNK];
-    let end = len - CHECKSUM_LEN as u64;
-    let mut at = PREFIX_LEN as u64;
-    while at < end {
-        let n = (end - at).min(CHUNK as u64) as usize;
-        file.read_exact_at(&mut buf[..n], at)
-            .map_err(|e| e.to_string())?;
-        sum.update(&buf[..n]);
-        at += n as u64;
-    }
-    sum.update(&prefix);
     let mut tail = vec![0u8; m + h + CHECKSUM_LEN];
     file.read_exact_at(&mut tail, format::meta_offset(b))
         .map_err(|e| e.to_string())?;
-    if sum.finalize().as_bytes() != &tail[m + h..] {
-        return Err(FormatError::Checksum.to_string());
+    if verified != Some(ino) {
+        let mut sum = blake3::Hasher::new();
+        let mut buf = vec![0u8; CHUNK];
+        let end = len - CHECKSUM_LEN as u64;
+        let mut at = PREFIX_LEN as u64;
+        while at < end {
+            let n = (end - at).min(CHUNK as u64) as usize;
+            file.read_exact_at(&mut buf[..n], at)
+                .map_err(|e| e.to_string())?;
+            sum.update(&buf[..n]);
+            at += n as u64;
+        }
+        sum.update(&prefix);
+        if sum.finalize().as_bytes() != &tail[m + h..] {
+            return Err(FormatError::Checksum.to_string());
+        }
     }
     let (meta, head) = format::decode_tail(&tail, m, h).map_err(|e| e.to_string())?;
-    Ok((
-        meta,
-        head,
-        FileBody {
-            file: Arc::new(file),
-            len: b,
-        },
-    ))
+    let body = FileBody {
+        file: Arc::new(file),
+        len: b,
+    };
+    Ok((meta, head, body, ino))
 }

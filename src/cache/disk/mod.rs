@@ -40,7 +40,7 @@ use pingora_cache::key::HashBinary;
 use pingora_http::ResponseHeader;
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -65,6 +65,9 @@ struct Variant {
     /// Of the file, and of the body in it.
     bytes: u64,
     body: u64,
+    /// The file (inode) this process has verified whole, for a large body: its later hits
+    /// check its length, not its checksum (`body`).
+    verified: Option<u64>,
     seq: u64,
     tags: Vec<String>,
     url: Option<String>,
@@ -77,6 +80,7 @@ impl Variant {
             vary: entry.vary.clone(),
             bytes,
             body,
+            verified: None,
             seq: 0,
             tags: entry.tags.iter().map(|t| t.to_string()).collect(),
             url: entry.url.as_deref().map(str::to_string),
@@ -109,7 +113,7 @@ struct Index {
 enum Job {
     Write(HashBinary, Arc<Entry>),
     /// A response written as it arrived, complete under a temporary name: rename it into place.
-    Commit(HashBinary, spill::Written),
+    Commit(HashBinary, Box<spill::Written>),
     RemoveKey(HashBinary),
     Tag(String, PurgeMode),
     Prefix(String, PurgeMode),
@@ -345,6 +349,7 @@ impl DiskStore {
                             vary: meta.vary_spec(),
                             bytes: len,
                             body,
+                            verified: None,
                             seq: 0,
                             tags: meta.tags,
                             url: meta.url,
@@ -459,24 +464,50 @@ impl DiskStore {
         if !self.is_open() {
             return None;
         }
-        let (variance_wanted, body_len) = {
+        let wanted = {
             let ix = self.index.lock();
             let variants = ix.keys.get(&primary)?;
-            let wanted = match variants.first().map(|v| &v.vary) {
+            match variants.first().map(|v| &v.vary) {
                 Some(VarySpec::Headers(names)) => Some(variance(names, req)),
                 _ => None,
-            };
-            let v = variants.iter().find(|v| v.variance == wanted)?;
-            (v.variance, v.body)
+            }
+        };
+        self.find_variant(primary, wanted, whole_max).await
+    }
+
+    /// [`DiskStore::find`] for a variance already known (Pingora's cache key carries it).
+    pub async fn find_variant(
+        &'static self,
+        primary: HashBinary,
+        variance_wanted: Option<HashBinary>,
+        whole_max: usize,
+    ) -> Option<(Meta, ResponseHeader, DiskBody)> {
+        if !self.is_open() {
+            return None;
+        }
+        let (body_len, verified) = {
+            let ix = self.index.lock();
+            let v = ix
+                .keys
+                .get(&primary)?
+                .iter()
+                .find(|v| v.variance == variance_wanted)?;
+            (v.body, v.verified)
         };
         let path = self.path_of(&primary, &variance_wanted);
         let result = if body_len > whole_max as u64 {
-            match tokio::task::spawn_blocking(move || body::open_verified(&path)).await {
-                Ok(opened) => opened.map(|(meta, head, b)| (meta, head, DiskBody::Streamed(b))),
+            match tokio::task::spawn_blocking(move || body::open(&path, verified)).await {
+                Ok(Ok((meta, head, b, ino))) => {
+                    self.verified(&primary, &variance_wanted, ino);
+                    Ok((meta, head, DiskBody::Streamed(b)))
+                }
+                Ok(Err(e)) => Err(e),
                 Err(e) => Err(e.to_string()),
             }
         } else {
-            let max = self.max_object.load(Ordering::Acquire) as u64 + (2 << 20);
+            // Bounded by what was listed (meta and head are at most 1 MiB each): a file
+            // replaced meanwhile by a larger one is not read whole.
+            let max = format::file_len(1 << 20, 1 << 20, whole_max as u64);
             let bytes = match read_if_cached(&path) {
                 Some(bytes) => Ok(bytes),
                 None => match tokio::task::spawn_blocking(move || read_file(&path, max)).await {
@@ -503,6 +534,18 @@ impl DiskStore {
             }
             Ok(_) => self.unreadable(primary, variance_wanted, "holds another key"),
             Err(e) => self.unreadable(primary, variance_wanted, &e),
+        }
+    }
+
+    /// Remember that file `ino` of this response was verified whole.
+    fn verified(&self, primary: &HashBinary, variance: &Option<HashBinary>, ino: u64) {
+        let mut ix = self.index.lock();
+        if let Some(v) = ix
+            .keys
+            .get_mut(primary)
+            .and_then(|l| l.iter_mut().find(|v| v.variance == *variance))
+        {
+            v.verified = Some(ino);
         }
     }
 
@@ -545,9 +588,17 @@ impl DiskStore {
         );
         self.remove_key_now(&primary, |x| x.variance == v);
         // A directory in its place (or anything else) goes too; the next fill writes anew.
-        if fs::remove_file(&path).is_err() {
+        // Under the index lock, like every removal, so a file renamed into place since is
+        // not taken with it: only what is not listed (any more) goes.
+        let ix = self.index.lock();
+        let listed = ix
+            .keys
+            .get(&primary)
+            .is_some_and(|l| l.iter().any(|x| x.variance == v));
+        if !listed && fs::remove_file(&path).is_err() {
             let _ = fs::remove_dir_all(&path);
         }
+        drop(ix);
         None
     }
 
@@ -598,49 +649,55 @@ impl DiskStore {
         let path = self.path_of(&primary, &entry.variance);
         // Room first, then the file: the directory never holds more than the budget, not even
         // for the moment between a write and the eviction it causes.
-        let mut doomed: Vec<PathBuf> = Vec::new();
         {
             let mut ix = self.index.lock();
-            self.evict_to(
-                &mut ix,
-                self.budget.load(Ordering::Acquire).saturating_sub(len),
-                &mut doomed,
-            );
+            let room = self.budget.load(Ordering::Acquire).saturating_sub(len);
+            self.evict_to(&mut ix, room);
         }
-        for p in doomed.drain(..) {
-            let _ = fs::remove_file(p);
+        let written = spill::FileWriter::create(&path).and_then(|mut out| {
+            out.write_whole(&bytes)?;
+            Ok(out)
+        });
+        match written {
+            Ok(out) => self.list(
+                primary,
+                Variant::of(entry, len, entry.body.len() as u64),
+                out,
+            ),
+            Err(e) => {
+                METRICS.disk.write_errors.inc();
+                self.log_write_error(&path, &e);
+            }
         }
-        if let Err(e) = write_atomically(&path, &bytes) {
-            METRICS.disk.write_errors.inc();
-            self.log_write_error(&path, &e);
-            return;
-        }
-        self.list(primary, Variant::of(entry, len, entry.body.len() as u64));
     }
 
     /// A response written as it arrived: rename it into place and list it. Its bytes were
     /// reserved as they were written; they now count as a file's.
-    fn commit_now(&self, primary: HashBinary, written: spill::Written) {
-        let path = self.path_of(&primary, &written.variant.variance);
-        let renamed = fs::rename(&written.tmp, &path);
-        {
-            let mut ix = self.index.lock();
-            ix.reserved = ix.reserved.saturating_sub(written.reserved);
-        }
-        if let Err(e) = renamed {
-            let _ = fs::remove_file(&written.tmp);
+    fn commit_now(&self, primary: HashBinary, written: Box<spill::Written>) {
+        let spill::Written {
+            out,
+            reserved,
+            variant,
+            listed,
+        } = *written;
+        self.unreserve(reserved);
+        self.list(primary, variant, out);
+        let _ = listed.send(());
+    }
+
+    /// Put a file just written into place and list it, replacing the variants it replaces.
+    /// Renames and unlinks of entry files happen under the index lock, so no eviction or
+    /// removal from another thread can unlink a file just renamed into the place it cleared.
+    fn list(&self, primary: HashBinary, mut v: Variant, out: spill::FileWriter) {
+        let path = self.path_of(&primary, &v.variance);
+        let len = v.bytes;
+        let mut ix = self.index.lock();
+        if let Err(e) = out.rename_to(&path) {
+            drop(ix);
             METRICS.disk.write_errors.inc();
             self.log_write_error(&path, &e);
             return;
         }
-        self.list(primary, written.variant);
-    }
-
-    /// Add a response just written to the index, replacing the variants it replaces.
-    fn list(&self, primary: HashBinary, mut v: Variant) {
-        let mut doomed: Vec<PathBuf> = Vec::new();
-        let len = v.bytes;
-        let mut ix = self.index.lock();
         ix.seq += 1;
         v.seq = ix.seq;
         let variance = v.variance;
@@ -649,18 +706,22 @@ impl DiskStore {
         let same_vary = list.first().is_none_or(|x| x.vary == v.vary);
         let mut freed = 0u64;
         let mut gone = 0usize;
+        let mut doomed = Vec::new();
         list.retain(|x| {
             let keep = same_vary && x.variance != v.variance;
             if !keep {
                 freed += x.bytes;
                 gone += 1;
                 if x.variance != v.variance {
-                    doomed.push(self.path_of(&primary, &x.variance));
+                    doomed.push(x.variance);
                 }
             }
             keep
         });
         list.push(v);
+        for d in doomed {
+            let _ = fs::remove_file(self.path_of(&primary, &d));
+        }
         ix.bytes = ix.bytes - freed + len;
         ix.objects = ix.objects - gone + 1;
         let seq = ix.seq;
@@ -670,27 +731,21 @@ impl DiskStore {
         self.compact(&mut ix);
         let (objects, total) = (ix.objects, ix.bytes);
         drop(ix);
-        for p in doomed {
-            let _ = fs::remove_file(p);
-        }
         self.publish(objects, total);
     }
 
     /// Evict down to the budget (after a reload lowered it).
     fn trim(&self) {
-        let mut doomed = Vec::new();
         let mut ix = self.index.lock();
-        self.evict_to(&mut ix, self.budget.load(Ordering::Acquire), &mut doomed);
+        self.evict_to(&mut ix, self.budget.load(Ordering::Acquire));
         let (objects, total) = (ix.objects, ix.bytes);
         drop(ix);
-        for p in doomed {
-            let _ = fs::remove_file(p);
-        }
         self.publish(objects, total);
     }
 
-    /// Remove the least recently used files until the store holds at most `limit` bytes.
-    fn evict_to(&self, ix: &mut Index, limit: u64, doomed: &mut Vec<PathBuf>) {
+    /// Remove the least recently used files until the store holds at most `limit` bytes
+    /// (counting the bytes reserved for files being written). Under the index lock.
+    fn evict_to(&self, ix: &mut Index, limit: u64) {
         while ix.bytes + ix.reserved > limit {
             let Some((seq, primary, variance)) = ix.order.pop_front() else {
                 break;
@@ -711,22 +766,23 @@ impl DiskStore {
             ix.bytes -= v.bytes;
             ix.objects -= 1;
             METRICS.disk.evictions.inc();
-            doomed.push(self.path_of(&primary, &variance));
+            let _ = fs::remove_file(self.path_of(&primary, &variance));
         }
     }
 
     /// [`DiskStore::remove_where`] for the variants of one key, without visiting the others.
     fn remove_key_now(&self, primary: &HashBinary, select: impl Fn(&Variant) -> bool) {
-        let mut doomed = Vec::new();
         let mut ix = self.index.lock();
         let Some(list) = ix.keys.get_mut(primary) else {
             return;
         };
         let mut freed = 0u64;
+        let mut gone = 0usize;
         list.retain(|v| {
             if select(v) {
                 freed += v.bytes;
-                doomed.push(self.path_of(primary, &v.variance));
+                gone += 1;
+                let _ = fs::remove_file(self.path_of(primary, &v.variance));
                 false
             } else {
                 true
@@ -736,17 +792,13 @@ impl DiskStore {
             ix.keys.remove(primary);
         }
         ix.bytes -= freed;
-        ix.objects -= doomed.len();
+        ix.objects -= gone;
         let (objects, total) = (ix.objects, ix.bytes);
         drop(ix);
-        for p in doomed {
-            let _ = fs::remove_file(p);
-        }
         self.publish(objects, total);
     }
 
     fn remove_where(&self, select: impl Fn(&HashBinary, &Variant) -> bool) {
-        let mut doomed = Vec::new();
         let mut ix = self.index.lock();
         let mut freed = 0u64;
         let mut gone = 0usize;
@@ -755,7 +807,7 @@ impl DiskStore {
                 if select(k, v) {
                     freed += v.bytes;
                     gone += 1;
-                    doomed.push((*k, v.variance));
+                    let _ = fs::remove_file(self.path_of(k, &v.variance));
                     false
                 } else {
                     true
@@ -767,21 +819,18 @@ impl DiskStore {
         ix.objects -= gone;
         let (objects, total) = (ix.objects, ix.bytes);
         drop(ix);
-        for (k, v) in doomed {
-            let _ = fs::remove_file(self.path_of(&k, &v));
-        }
         self.publish(objects, total);
     }
 
-    /// Mark the selected responses stale in their files (read, invalidate, rewrite): those of
-    /// `key` only, when given (without visiting the others).
+    /// Mark the selected responses stale in their files (verify, rewrite with the mark,
+    /// rename over): those of `key` only, when given (without visiting the others).
     fn soft_where(&self, key: Option<&HashBinary>, select: impl Fn(&HashBinary, &Variant) -> bool) {
-        let targets: Vec<(HashBinary, Option<HashBinary>)> = {
+        let targets: Vec<(HashBinary, Option<HashBinary>, u64)> = {
             let ix = self.index.lock();
             let pick = |(k, l): (&HashBinary, &Vec<Variant>)| {
                 l.iter()
                     .filter(|v| select(k, v))
-                    .map(|v| (*k, v.variance))
+                    .map(|v| (*k, v.variance, v.seq))
                     .collect::<Vec<_>>()
             };
             match key {
@@ -790,10 +839,10 @@ impl DiskStore {
             }
         };
         let now = SystemTime::now();
-        for (primary, variance) in targets {
+        for (primary, variance, seq) in targets {
             let path = self.path_of(&primary, &variance);
-            let len = match self.rewrite_stale(&path, now) {
-                Ok(Some(len)) => len,
+            let out = match self.rewrite_stale(&path, now) {
+                Ok(Some(out)) => out,
                 Ok(None) => continue,
                 Err(e) => {
                     METRICS.disk.write_errors.inc();
@@ -802,21 +851,28 @@ impl DiskStore {
                         path.display()
                     );
                     self.remove_key_now(&primary, |v| v.variance == variance);
-                    let _ = fs::remove_file(&path);
                     continue;
                 }
             };
-            // The rewritten file's metadata differs in length: keep the count exact.
+            // Renamed over only if it is still the file that was read (not evicted, removed
+            // or rewritten meanwhile); the new length counts, so the total stays exact.
+            let len = out.len();
             let mut ix = self.index.lock();
             let ix = &mut *ix;
-            if let Some(v) = ix
-                .keys
-                .get_mut(&primary)
-                .and_then(|l| l.iter_mut().find(|v| v.variance == variance))
-            {
-                ix.bytes = ix.bytes - v.bytes + len;
-                v.bytes = len;
+            let Some(v) = ix.keys.get_mut(&primary).and_then(|l| {
+                l.iter_mut()
+                    .find(|v| v.variance == variance && v.seq == seq)
+            }) else {
+                continue;
+            };
+            if let Err(e) = out.rename_to(&path) {
+                METRICS.disk.write_errors.inc();
+                self.log_write_error(&path, &e);
+                continue;
             }
+            ix.bytes = ix.bytes - v.bytes + len;
+            v.bytes = len;
+            v.verified = None;
         }
     }
 
@@ -853,24 +909,6 @@ pub fn entry_from(meta: Meta, head: ResponseHeader, body: Bytes, id: u64) -> Ent
     .labelled(tags, url);
     e.created = meta.created;
     e
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().ok_or(std::io::ErrorKind::InvalidInput)?;
-    fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("entry")
-    ));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Files at most this large are read on the request's own thread when the page cache holds
@@ -1016,7 +1054,7 @@ mod tests {
             }
         }
         let e = entry(b"", &["big"], "http://a.test/big");
-        s.commit(k, &e)
+        s.commit(k, &e).is_some()
     }
 
     fn key(i: u32) -> HashBinary {
@@ -1336,7 +1374,9 @@ mod tests {
         let started = Instant::now();
         for i in 0..100_000u32 {
             let path = d.path_of(&key(i), &None);
-            write_atomically(&path, &format::encode(key(i), &e)).expect("write");
+            let mut out = spill::FileWriter::create(&path).expect("create");
+            out.write_whole(&format::encode(key(i), &e)).expect("write");
+            out.rename_to(&path).expect("rename");
         }
         let wrote = started.elapsed();
         assert!(d.try_lock().expect("lock"));

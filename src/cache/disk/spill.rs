@@ -24,92 +24,104 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Makes temporary names unique within the process (across processes the store's lock does).
+/// Makes temporary names unique within the process; the process id, across the two processes
+/// of a binary upgrade (the old one may still be finishing a fill when the new one takes over).
 static NEXT_TMP: AtomicU64 = AtomicU64::new(0);
 
-/// An entry file being written section by section under a temporary name beside its place.
+/// An entry file being written under a temporary name beside its place: whole
+/// ([`FileWriter::write_whole`]) or section by section (prefix room, body, then
+/// [`FileWriter::finish`]). Removed on drop unless renamed into place.
 pub(super) struct FileWriter {
     tmp: PathBuf,
     file: File,
     sum: blake3::Hasher,
+    /// Body bytes appended.
     written: u64,
-    /// Remove the temporary file on drop (until it is handed on or renamed).
+    /// Bytes in the file.
+    size: u64,
+    /// Remove the temporary file on drop (until it is renamed).
     armed: bool,
 }
 
 impl FileWriter {
-    /// A temporary file for the entry at `path`, positioned after room for the prefix.
+    /// An empty temporary file for the entry at `path`.
     pub(super) fn create(path: &Path) -> std::io::Result<FileWriter> {
         let dir = path.parent().ok_or(std::io::ErrorKind::InvalidInput)?;
         fs::create_dir_all(dir)?;
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
         let n = NEXT_TMP.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(".{name}.{n}.tmp"));
-        let mut file = fs::OpenOptions::new()
+        let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+        let file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp)?;
-        let mut w = FileWriter {
+        Ok(FileWriter {
             tmp,
-            file: file.try_clone()?,
+            file,
             sum: blake3::Hasher::new(),
             written: 0,
+            size: 0,
             armed: true,
-        };
-        if let Err(e) = file.write_all(&[0u8; PREFIX_LEN]) {
-            w.discard();
-            return Err(e);
-        }
-        Ok(w)
+        })
     }
 
-    pub(super) fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
+    /// The whole file at once (an entry encoded in memory).
+    pub(super) fn write_whole(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(bytes)?;
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Room for the prefix, written by [`FileWriter::finish`]; the body follows.
+    fn begin_body(&mut self) -> std::io::Result<()> {
+        self.write_whole(&[0u8; PREFIX_LEN])
+    }
+
+    fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
         self.file.write_all(data)?;
         self.sum.update(data);
         self.written += data.len() as u64;
+        self.size += data.len() as u64;
         Ok(())
     }
 
     /// Write meta, head and checksum after the body, then the prefix: the file's length.
-    pub(super) fn finish(&mut self, meta: &Meta, head: &ResponseHeader) -> std::io::Result<u64> {
+    fn finish(&mut self, meta: &Meta, head: &ResponseHeader) -> std::io::Result<u64> {
         let (prefix, tail) = format::tail(meta, head, self.written, self.sum.clone());
         self.file.write_all(&tail)?;
         self.file.write_all_at(&prefix, 0)?;
-        Ok(format::meta_offset(self.written) + tail.len() as u64)
+        self.size += tail.len() as u64;
+        Ok(self.size)
     }
 
-    /// Rename the finished file to `path`.
+    /// Bytes in the file.
+    pub(super) fn len(&self) -> u64 {
+        self.size
+    }
+
+    /// Rename the finished file to `path` (under the index lock: see `DiskStore::list`).
     pub(super) fn rename_to(mut self, path: &Path) -> std::io::Result<()> {
         fs::rename(&self.tmp, path)?;
         self.armed = false;
         Ok(())
     }
+}
 
-    /// The temporary file's name, no longer removed on drop: someone else renames or removes it.
-    fn hand_on(mut self) -> PathBuf {
-        self.armed = false;
-        std::mem::take(&mut self.tmp)
-    }
-
-    fn discard(&mut self) {
+impl Drop for FileWriter {
+    fn drop(&mut self) {
         if self.armed {
-            self.armed = false;
             let _ = fs::remove_file(&self.tmp);
         }
     }
 }
 
-impl Drop for FileWriter {
-    fn drop(&mut self) {
-        self.discard();
-    }
-}
-
 /// What the writer thread renames into place and lists.
 pub(super) struct Written {
-    pub(super) tmp: PathBuf,
+    pub(super) out: FileWriter,
     pub(super) reserved: u64,
     pub(super) variant: Variant,
+    /// Told once the file is in place and listed (or given up).
+    pub(super) listed: tokio::sync::oneshot::Sender<()>,
 }
 
 /// A response being written to disk as it arrives. Blocking: call it off the async threads.
@@ -134,7 +146,11 @@ impl DiskStore {
             return None;
         }
         let path = self.path_of(primary, variance);
-        match FileWriter::create(&path) {
+        let created = FileWriter::create(&path).and_then(|mut out| {
+            out.begin_body()?;
+            Ok(out)
+        });
+        match created {
             Ok(out) => Some(Spill {
                 store: self,
                 out: Some(out),
@@ -154,19 +170,20 @@ impl DiskStore {
         self.max_object.load(Ordering::Acquire)
     }
 
-    /// Rewrite the entry file at `path` with its response marked stale (a soft purge), in
-    /// chunks, whatever its size. `Ok(None)`: it already was; `Ok(Some(len))`: the new length.
+    /// The entry file at `path` rewritten with its response marked stale (a soft purge), in
+    /// chunks whatever its size, to be renamed over it. `Ok(None)`: it already was.
     pub(super) fn rewrite_stale(
         &self,
         path: &Path,
         now: std::time::SystemTime,
-    ) -> Result<Option<u64>, String> {
-        let (mut meta, head, b) = body::open_verified(path)?;
+    ) -> Result<Option<FileWriter>, String> {
+        let (mut meta, head, b, _) = body::open(path, None)?;
         if meta.freshness.invalidated {
             return Ok(None);
         }
         meta.freshness.invalidate(now);
         let mut out = FileWriter::create(path).map_err(|e| e.to_string())?;
+        out.begin_body().map_err(|e| e.to_string())?;
         let mut buf = vec![0u8; body::CHUNK];
         let mut at = 0u64;
         while at < b.len() {
@@ -175,9 +192,8 @@ impl DiskStore {
             out.append(&buf[..n]).map_err(|e| e.to_string())?;
             at += n as u64;
         }
-        let len = out.finish(&meta, &head).map_err(|e| e.to_string())?;
-        out.rename_to(path).map_err(|e| e.to_string())?;
-        Ok(Some(len))
+        out.finish(&meta, &head).map_err(|e| e.to_string())?;
+        Ok(Some(out))
     }
 }
 
@@ -209,61 +225,67 @@ impl Spill {
     }
 
     /// Complete the file for `entry` (its header and metadata; its own body is not used) and
-    /// queue it for the writer thread to rename into place. False when that failed.
-    pub fn commit(mut self, primary: HashBinary, entry: &Entry) -> bool {
+    /// queue it for the writer thread to rename into place: told on the receiver once it is
+    /// listed. `None` when that failed.
+    pub fn commit(
+        mut self,
+        primary: HashBinary,
+        entry: &Entry,
+    ) -> Option<tokio::sync::oneshot::Receiver<()>> {
         let meta = Meta::of(primary, entry);
         let body = self.len();
         let len = match self.out.as_mut().map(|o| o.finish(&meta, &entry.header)) {
             Some(Ok(len)) => len,
-            Some(Err(e)) => return self.failed(&e),
-            None => return false,
+            Some(Err(e)) => {
+                self.failed(&e);
+                return None;
+            }
+            None => return None,
         };
         if !self.reserve(len.saturating_sub(self.reserved)) {
-            return false;
+            return None;
         }
         let store = self.store;
         let reserved = std::mem::take(&mut self.reserved);
-        let Some(out) = self.out.take() else {
-            return false;
-        };
-        let tmp = out.hand_on();
+        let out = self.out.take()?;
+        let (listed, told) = tokio::sync::oneshot::channel();
         let written = Written {
-            tmp: tmp.clone(),
+            out,
             reserved,
             variant: Variant::of(entry, len, body),
+            listed,
         };
-        if store.send(Job::Commit(primary, written)) {
+        // Not sent (the store was let go meanwhile): dropped with the job, the file removed.
+        if store.send(Job::Commit(primary, Box::new(written))) {
             METRICS.disk.spilled.inc();
-            true
+            Some(told)
         } else {
-            let _ = fs::remove_file(tmp);
             store.unreserve(reserved);
-            false
+            None
         }
     }
 
     /// Hold `n` more bytes of the budget, evicting to make room. False when even an empty
     /// store could not hold the file (other large fills in flight hold the rest).
+    /// False too once the store was let go (a binary upgrade): its files are the next
+    /// process's to evict.
     fn reserve(&mut self, n: u64) -> bool {
         let budget = self.store.budget.load(Ordering::Acquire);
-        let mut doomed = Vec::new();
-        {
-            let mut ix = self.store.index.lock();
-            if ix.reserved + n > budget {
-                drop(ix);
-                skipped("too_large");
-                return false;
-            }
-            ix.reserved += n;
-            self.store.evict_to(&mut ix, budget, &mut doomed);
-            let (objects, total) = (ix.objects, ix.bytes);
+        let mut ix = self.store.index.lock();
+        if !self.store.is_open() {
+            return false;
+        }
+        if ix.reserved + n > budget {
             drop(ix);
-            self.store.publish(objects, total);
+            skipped("too_large");
+            return false;
         }
+        ix.reserved += n;
         self.reserved += n;
-        for p in doomed {
-            let _ = fs::remove_file(p);
-        }
+        self.store.evict_to(&mut ix, budget);
+        let (objects, total) = (ix.objects, ix.bytes);
+        drop(ix);
+        self.store.publish(objects, total);
         true
     }
 
@@ -283,7 +305,7 @@ impl Drop for Spill {
 }
 
 impl DiskStore {
-    fn unreserve(&self, n: u64) {
+    pub(super) fn unreserve(&self, n: u64) {
         if n > 0 {
             let mut ix = self.index.lock();
             ix.reserved = ix.reserved.saturating_sub(n);
