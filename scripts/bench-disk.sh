@@ -8,13 +8,16 @@
 # hit read from files, not the disk device.
 #
 # Usage: scripts/bench-disk.sh [--no-build] [--runs N] [--duration D] [--objects N] [--size BYTES]
-#   defaults: 3 runs of 10s, 4000 objects of 16384 bytes (64 MiB; etagate's memory tier 8 MiB)
+#                              [--memory-max SIZE]
+#   defaults: 3 runs of 10s, 4000 objects of 16384 bytes (64 MiB; etagate's memory tier 8 MiB,
+#   keeping objects of up to 512KiB: --memory-max below --size keeps the objects on disk only,
+#   streamed from their files instead of promoted to memory)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 . scripts/lib/common.sh
 
-runs=3; duration=10s; objects=4000; size=16384; build=1
+runs=3; duration=10s; objects=4000; size=16384; build=1; memory_max=512KiB
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-build) build=0 ;;
@@ -22,6 +25,7 @@ while [ $# -gt 0 ]; do
     --duration) duration=$2; shift ;;
     --objects) objects=$2; shift ;;
     --size) size=$2; shift ;;
+    --memory-max) memory_max=$2; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -69,10 +73,11 @@ routes:
     upstream: origin
 cache:
   budget: 8MiB
-  max_object_size: 512KiB
+  max_object_size: $memory_max
   disk:
     path: $WORK/etagate/disk
     budget: 1GiB
+    max_object_size: 16MiB
 access_log:
   enabled: false
 server:
