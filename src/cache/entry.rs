@@ -74,8 +74,21 @@ pub struct Entry {
     pub weight: usize,
     /// Unix seconds at which a background refresh of this entry started (0: none).
     refresh_started: AtomicU64,
+    /// Unix seconds at which a hit on this entry last renewed its disk copy's place in the
+    /// disk tier's eviction order (0: never).
+    disk_used: AtomicU64,
 }
 
+/// Seconds since the epoch (1 on a clock before it, so 0 keeps meaning "never").
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(1)
+}
+
+/// How often a hit in memory renews the disk copy's place in the disk eviction order.
+const DISK_USE_INTERVAL_SECS: u64 = 10;
 /// How long a background refresh may run before another request may start one.
 const REFRESH_TIMEOUT_SECS: u64 = 30;
 
@@ -112,6 +125,7 @@ impl Entry {
             created: SystemTime::now(),
             weight,
             refresh_started: AtomicU64::new(0),
+            disk_used: AtomicU64::new(0),
         }
     }
 
@@ -203,10 +217,7 @@ impl Entry {
     /// Claim the right to refresh this entry in the background; false if a refresh is already
     /// running (and not timed out).
     pub fn claim_refresh(&self) -> bool {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(1);
+        let now = unix_secs();
         let prev = self.refresh_started.load(Ordering::Acquire);
         if prev != 0 && now.saturating_sub(prev) < REFRESH_TIMEOUT_SECS {
             return false;
@@ -214,6 +225,19 @@ impl Entry {
         self.refresh_started
             .compare_exchange(prev, now, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
+    }
+
+    /// Whether a hit on this entry now should renew its disk copy's place in the disk tier's
+    /// eviction order: at most once per [`DISK_USE_INTERVAL_SECS`], so a hot entry does not
+    /// take the disk index's lock on every hit, yet never looks unused to the disk tier.
+    pub fn claim_disk_use(&self) -> bool {
+        let now = unix_secs();
+        let prev = self.disk_used.load(Ordering::Relaxed);
+        now.saturating_sub(prev) >= DISK_USE_INTERVAL_SECS
+            && self
+                .disk_used
+                .compare_exchange(prev, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// A pingora `CacheMeta` describing this entry (for pingora's own lookup path).

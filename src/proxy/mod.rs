@@ -329,6 +329,11 @@ impl Gateway {
                             m.hits_disk.inc();
                         } else {
                             m.hits_memory.inc();
+                            // Hot in memory is hot: its disk copy must not be the first to go
+                            // (a restart would lose the hits that matter most).
+                            if let Some(disk) = self.cache.disk.filter(|_| entry.claim_disk_use()) {
+                                disk.touch(&primary, &entry.variance);
+                            }
                         }
                         let file = streamed.as_ref();
                         stored::serve_stored(session, ctx, store, &entry, how, from_disk, file)

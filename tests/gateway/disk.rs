@@ -1715,3 +1715,62 @@ async fn an_object_too_large_for_memory_is_kept_on_disk_and_streamed() {
     assert!(!refetched.hit(), "a miss: {}", refetched.cache_status);
     assert_eq!(origin_count(&o, &path_of(0)), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_object_hot_in_memory_keeps_its_place_on_disk() {
+    let o = object_origin(four_kib, Duration::ZERO).await;
+    // Memory holds everything; the disk (about 4.8 KiB a file) about 210 of the 251 objects.
+    let (mut gw, _disk) = start(&o, "16MiB", "1MiB").await;
+    let http = client();
+    let fill = |range: std::ops::RangeInclusive<usize>| {
+        let (http, gw_url) = (http.clone(), gw.url(""));
+        async move {
+            for i in range {
+                let got = get(&http, &format!("{gw_url}{}", path_of(i)))
+                    .await
+                    .expect("fill");
+                check_object(i, four_kib, &got).expect("the fill is right");
+            }
+        }
+    };
+    fill(0..=150).await;
+    wait_disk_writes(&gw, 151, Duration::from_secs(30)).await;
+    // Object 0, the oldest on disk, is used from memory: that is a use of its disk copy too.
+    let hot = get(&http, &gw.url(&path_of(0))).await.expect("hot");
+    assert!(
+        hot.hit() && !hot.disk_hit(),
+        "a memory hit: {}",
+        hot.cache_status
+    );
+    fill(151..=250).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric_value(
+        &scrape_now(&gw).await,
+        "etagate_cache_disk_evictions_total",
+        &[],
+    ) < 20.0
+    {
+        assert!(Instant::now() < deadline, "the disk never filled up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let the writer finish the last fills.
+    wait_disk_writes(&gw, 251, Duration::from_secs(5)).await;
+
+    restart(&mut gw, Stop::Term).await;
+    wait_store_open(&gw, 150.0, Duration::from_secs(30)).await;
+    let again = get(&http, &gw.url(&path_of(0)))
+        .await
+        .expect("after the restart");
+    check_object(0, four_kib, &again).expect("right after the restart");
+    assert!(
+        again.disk_hit(),
+        "the object hot in memory was evicted from disk: {}",
+        again.cache_status
+    );
+    let cold = get(&http, &gw.url(&path_of(1))).await.expect("cold");
+    assert!(
+        !cold.hit(),
+        "object 1, unused since its fill, went first: {}",
+        cold.cache_status
+    );
+}

@@ -549,10 +549,11 @@ impl DiskStore {
         }
     }
 
-    /// A response read for a hit moves to the young end of the eviction order: eviction is by
-    /// last use (a read or the write), not by write time alone. The old place is left behind
+    /// A response used for a hit (read from disk, or served from memory: `Entry::claim_disk_use`)
+    /// moves to the young end of the eviction order: eviction is by last use, not by write
+    /// time alone. The old place is left behind
     /// and skipped (its sequence number no longer matches), and compacted with the others.
-    fn touch(&self, primary: &HashBinary, variance: &Option<HashBinary>) {
+    pub fn touch(&self, primary: &HashBinary, variance: &Option<HashBinary>) {
         let mut ix = self.index.lock();
         ix.seq += 1;
         let seq = ix.seq;
