@@ -9,18 +9,21 @@
 # server runs, and the difference of the totals divided by HEAVY - LIGHT is the cost of one
 # request without start-up and shutdown.
 #
-# Usage: scripts/instructions.sh [--no-build] [--size 1k|256k] [--light N] [--heavy N]
+# Usage: scripts/instructions.sh [--no-build] [--size 1k|256k] [--light N] [--heavy N] [--keep DIR]
+#   --keep DIR: keep the callgrind files in DIR, for `callgrind_annotate` (where the
+#   instructions go: compare the heavy run's per-function counts with the light run's)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/common.sh
 
-build=1; size=1k; light=200; heavy=1200
+build=1; size=1k; light=200; heavy=1200; keep=
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-build) build=0 ;;
     --size) size=$2; shift ;;
     --light) light=$2; shift ;;
     --heavy) heavy=$2; shift ;;
+    --keep) keep=$2; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -103,6 +106,7 @@ total() {
   for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   # Sum over the files of the process (one per pid; threads are in the same file).
   cat "$out".* | awk '/^(summary|totals):/ { s += $2 } END { print s + 0 }' >"$WORK/total"
+  if [ -n "$keep" ]; then mkdir -p "$keep" && cp "$out".* "$keep"/; fi
 }
 
 for sys in etagate nginx; do

@@ -100,7 +100,7 @@ fn rewrite_target_and_forwarding(
     host: &str,
     client_ip: Option<std::net::IpAddr>,
 ) -> Result<()> {
-    for name in UNKEYED_INPUTS {
+    for name in crate::http::headers::present(&req.headers, &UNKEYED_INPUTS) {
         req.remove_header(name);
     }
     // RFC 9112 §3.2.1: an origin server is sent the origin form; an absolute-form target's
