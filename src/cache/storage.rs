@@ -72,8 +72,6 @@ fn shards_for(budget: usize) -> usize {
 }
 /// The fraction of the budget kept for fills in flight.
 const FILL_RESERVE_FRACTION: usize = 8;
-/// How long a fill written to disk as it arrived waits for its file to be listed.
-const LISTED_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 /// Variants kept per URL; beyond this the oldest goes (a header with many values must not turn
 /// one URL into an unbounded list).
 const MAX_VARIANTS: usize = 32;
@@ -326,8 +324,14 @@ impl MemStore {
     }
 
     /// The variance a request has for the URL's stored responses (`None` when they do not vary).
+    /// Without a response in memory, the disk tier's `Vary` (a response kept on disk only).
     pub fn variance_for(&self, primary: &HashBinary, req: &HeaderMap) -> Option<HashBinary> {
-        let slot = self.index.peek(primary)?;
+        let Some(slot) = self.index.peek(primary) else {
+            return self
+                .disk()
+                .and_then(|d| d.variance_for(primary, req))
+                .flatten();
+        };
         match slot.variants.first().map(|e| &e.vary) {
             Some(VarySpec::Headers(names)) => Some(variance(names, req)),
             _ => None,
@@ -1021,15 +1025,10 @@ impl MemMiss {
         let primary = self.primary;
         let committed = tokio::task::spawn_blocking(move || spill.commit(primary, &entry))
             .await
-            .ok()
-            .flatten();
-        let Some(listed) = committed else {
+            .unwrap_or(false);
+        if !committed {
             return Ok(MissFinishType::Created(0));
-        };
-        // Requests waiting on the cache lock for this fill look it up once it finishes: it
-        // must be on disk by then, or each of them would fetch it again. Bounded: the writes
-        // queued before it are at most `MAX_QUEUED_WRITE_BYTES`.
-        let _ = tokio::time::timeout(LISTED_WITHIN, listed).await;
+        }
         // An older copy in memory (smaller then) would otherwise keep answering in its place.
         let variance = self.variance;
         self.store

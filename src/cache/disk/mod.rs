@@ -18,8 +18,8 @@
 //! - **Index in memory.** Per primary key its variants on disk: size, `Vary`, tags and URL
 //!   (purge by tag and prefix walk it). Recovery rebuilds it from each file's first bytes.
 //! - **Budget.** The sum of the files' sizes (metadata, head, body and checksum) stays within
-//!   `cache.disk.budget`: the least recently used files are removed first (a write or a hit
-//!   read from disk is a use).
+//!   `cache.disk.budget`: the least recently used files are removed first (a write, a hit read
+//!   from disk and, at most every 10 s, a hit served from memory are uses).
 //! - **One process at a time.** The process that holds an exclusive lock on `<path>/LOCK` owns
 //!   the store. A new process (binary upgrade) that finds it locked serves from memory and the
 //!   origin, and takes the store when the old process releases it on SIGQUIT.
@@ -49,6 +49,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// Bytes of responses queued for writing at most; beyond it new writes are dropped.
 const MAX_QUEUED_WRITE_BYTES: usize = 64 << 20;
+/// Files removed per hold of the index lock by a purge of many.
+const REMOVAL_BATCH: usize = 256;
 /// How often a process waiting for the store (binary upgrade) tries to take it.
 const LOCK_RETRY: Duration = Duration::from_millis(200);
 /// Purges and invalidations kept for the store while it is not yet open (recovering, or held
@@ -68,6 +70,9 @@ struct Variant {
     /// The file (inode) this process has verified whole, for a large body: its later hits
     /// check its length, not its checksum (`body`).
     verified: Option<u64>,
+    /// Which file this is: set when it is listed or rewritten, unchanged by hits (unlike
+    /// `seq`), so a purge acts only on the file it selected.
+    generation: u64,
     seq: u64,
     tags: Vec<String>,
     url: Option<String>,
@@ -81,10 +86,44 @@ impl Variant {
             bytes,
             body,
             verified: None,
+            generation: 0,
             seq: 0,
             tags: entry.tags.iter().map(|t| t.to_string()).collect(),
             url: entry.url.as_deref().map(str::to_string),
         }
+    }
+}
+
+/// Entry files taken out of the index, moved aside under the index lock and unlinked after it
+/// is released. A rename is quick whatever the file's size, and while the lock is held nothing
+/// can be renamed into the place it clears; unlinking a large file can take long, and a path
+/// unlinked after the lock is released could by then name a file just written. Moved-aside
+/// files left by a crash are removed at recovery (they do not end in `.e`).
+#[derive(Default)]
+struct Doomed(Vec<PathBuf>);
+
+impl Doomed {
+    /// Under the index lock.
+    fn take(&mut self, path: PathBuf) {
+        let aside = spill::aside(&path, "gone");
+        if fs::rename(&path, &aside).is_ok() {
+            self.0.push(aside);
+        }
+    }
+
+    /// After the index lock is released. A directory in an entry's place (damage) goes too.
+    fn unlink(&mut self) {
+        for p in self.0.drain(..) {
+            if fs::remove_file(&p).is_err() {
+                let _ = fs::remove_dir_all(&p);
+            }
+        }
+    }
+}
+
+impl Drop for Doomed {
+    fn drop(&mut self) {
+        self.unlink();
     }
 }
 
@@ -112,8 +151,6 @@ struct Index {
 
 enum Job {
     Write(HashBinary, Arc<Entry>),
-    /// A response written as it arrived, complete under a temporary name: rename it into place.
-    Commit(HashBinary, Box<spill::Written>),
     RemoveKey(HashBinary),
     Tag(String, PurgeMode),
     Prefix(String, PurgeMode),
@@ -315,7 +352,12 @@ impl DiskStore {
         if self.released.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.open.store(false, Ordering::Release);
+        {
+            // Under the index lock: a fill that checked the store open under it finishes
+            // listing before this returns, and none starts after.
+            let _ix = self.index.lock();
+            self.open.store(false, Ordering::Release);
+        }
         METRICS.disk.open.set(0);
         // Dropping the sender ends the writer once the queue is empty.
         self.jobs.lock().take();
@@ -350,6 +392,7 @@ impl DiskStore {
                             bytes: len,
                             body,
                             verified: None,
+                            generation: 0,
                             seq: 0,
                             tags: meta.tags,
                             url: meta.url,
@@ -368,6 +411,7 @@ impl DiskStore {
         for (_, primary, mut v) in found {
             ix.seq += 1;
             v.seq = ix.seq;
+            v.generation = ix.seq;
             ix.bytes += v.bytes;
             ix.objects += 1;
             ix.order.push_back((v.seq, primary, v.variance));
@@ -464,15 +508,23 @@ impl DiskStore {
         if !self.is_open() {
             return None;
         }
-        let wanted = {
-            let ix = self.index.lock();
-            let variants = ix.keys.get(&primary)?;
-            match variants.first().map(|v| &v.vary) {
-                Some(VarySpec::Headers(names)) => Some(variance(names, req)),
-                _ => None,
-            }
-        };
+        let wanted = self.variance_for(&primary, req)?;
         self.find_variant(primary, wanted, whole_max).await
+    }
+
+    /// The variance `req` selects among the responses stored under `primary` (by their
+    /// `Vary`); `None` when there are none.
+    pub fn variance_for(
+        &self,
+        primary: &HashBinary,
+        req: &HeaderMap,
+    ) -> Option<Option<HashBinary>> {
+        let ix = self.index.lock();
+        let variants = ix.keys.get(primary)?;
+        Some(match variants.first().map(|v| &v.vary) {
+            Some(VarySpec::Headers(names)) => Some(variance(names, req)),
+            _ => None,
+        })
     }
 
     /// [`DiskStore::find`] for a variance already known (Pingora's cache key carries it).
@@ -485,14 +537,14 @@ impl DiskStore {
         if !self.is_open() {
             return None;
         }
-        let (body_len, verified) = {
+        let (body_len, verified, generation) = {
             let ix = self.index.lock();
             let v = ix
                 .keys
                 .get(&primary)?
                 .iter()
                 .find(|v| v.variance == variance_wanted)?;
-            (v.body, v.verified)
+            (v.body, v.verified, v.generation)
         };
         let path = self.path_of(&primary, &variance_wanted);
         let result = if body_len > whole_max as u64 {
@@ -532,8 +584,8 @@ impl DiskStore {
                 self.touch(&primary, &variance_wanted);
                 Some((meta, head, body))
             }
-            Ok(_) => self.unreadable(primary, variance_wanted, "holds another key"),
-            Err(e) => self.unreadable(primary, variance_wanted, &e),
+            Ok(_) => self.unreadable(primary, variance_wanted, generation, "holds another key"),
+            Err(e) => self.unreadable(primary, variance_wanted, generation, &e),
         }
     }
 
@@ -553,8 +605,12 @@ impl DiskStore {
     /// moves to the young end of the eviction order: eviction is by last use, not by write
     /// time alone. The old place is left behind
     /// and skipped (its sequence number no longer matches), and compacted with the others.
+    /// Skipped when another thread holds the index (a purge, a fill making room): a use is
+    /// worth less than a request waiting.
     pub fn touch(&self, primary: &HashBinary, variance: &Option<HashBinary>) {
-        let mut ix = self.index.lock();
+        let Some(mut ix) = self.index.try_lock() else {
+            return;
+        };
         ix.seq += 1;
         let seq = ix.seq;
         let Some(v) = ix
@@ -580,26 +636,39 @@ impl DiskStore {
         }
     }
 
-    fn unreadable<T>(&self, primary: HashBinary, v: Option<HashBinary>, why: &str) -> Option<T> {
-        METRICS.disk.read_errors.inc();
+    /// The file of generation `generation` could not be used: removed and counted, unless it
+    /// is no longer listed (evicted, purged or rewritten while it was read: not damage).
+    fn unreadable<T>(
+        &self,
+        primary: HashBinary,
+        v: Option<HashBinary>,
+        generation: u64,
+        why: &str,
+    ) -> Option<T> {
         let path = self.path_of(&primary, &v);
+        let mut doomed = Doomed::default();
+        let mut ix = self.index.lock();
+        let list = ix.keys.get_mut(&primary)?;
+        let pos = list
+            .iter()
+            .position(|x| x.variance == v && x.generation == generation)?;
+        let gone = list.remove(pos);
+        if list.is_empty() {
+            ix.keys.remove(&primary);
+        }
+        ix.bytes -= gone.bytes;
+        ix.objects -= 1;
+        // A directory in its place (or anything else) goes too; the next fill writes anew.
+        doomed.take(path.clone());
+        let (objects, total) = (ix.objects, ix.bytes);
+        drop(ix);
+        doomed.unlink();
+        self.publish(objects, total);
+        METRICS.disk.read_errors.inc();
         log::warn!(
             "disk cache: {} is unusable ({why}); removed, the request goes to the origin",
             path.display()
         );
-        self.remove_key_now(&primary, |x| x.variance == v);
-        // A directory in its place (or anything else) goes too; the next fill writes anew.
-        // Under the index lock, like every removal, so a file renamed into place since is
-        // not taken with it: only what is not listed (any more) goes.
-        let ix = self.index.lock();
-        let listed = ix
-            .keys
-            .get(&primary)
-            .is_some_and(|l| l.iter().any(|x| x.variance == v));
-        if !listed && fs::remove_file(&path).is_err() {
-            let _ = fs::remove_dir_all(&path);
-        }
-        drop(ix);
         None
     }
 
@@ -611,7 +680,6 @@ impl DiskStore {
                     self.write_now(primary, &entry);
                     self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
                 }
-                Job::Commit(primary, written) => self.commit_now(primary, written),
                 Job::RemoveKey(primary) => self.remove_key_now(&primary, |_| true),
                 Job::Variant(primary, variance, PurgeMode::Hard) => {
                     self.remove_key_now(&primary, |v| v.variance == variance)
@@ -650,21 +718,27 @@ impl DiskStore {
         let path = self.path_of(&primary, &entry.variance);
         // Room first, then the file: the directory never holds more than the budget, not even
         // for the moment between a write and the eviction it causes.
+        let mut doomed = Doomed::default();
         {
             let mut ix = self.index.lock();
             let room = self.budget.load(Ordering::Acquire).saturating_sub(len);
-            self.evict_to(&mut ix, room);
+            self.evict_to(&mut ix, room, &mut doomed);
         }
+        doomed.unlink();
         let written = spill::FileWriter::create(&path).and_then(|mut out| {
             out.write_whole(&bytes)?;
             Ok(out)
         });
+        let variant = Variant::of(entry, len, entry.body.len() as u64);
         match written {
-            Ok(out) => self.list(
-                primary,
-                Variant::of(entry, len, entry.body.len() as u64),
-                out,
-            ),
+            Ok(out) => {
+                let mut ix = self.index.lock();
+                self.list(&mut ix, primary, variant, out, &mut doomed);
+                let (objects, total) = (ix.objects, ix.bytes);
+                drop(ix);
+                doomed.unlink();
+                self.publish(objects, total);
+            }
             Err(e) => {
                 METRICS.disk.write_errors.inc();
                 self.log_write_error(&path, &e);
@@ -672,56 +746,47 @@ impl DiskStore {
         }
     }
 
-    /// A response written as it arrived: rename it into place and list it. Its bytes were
-    /// reserved as they were written; they now count as a file's.
-    fn commit_now(&self, primary: HashBinary, written: Box<spill::Written>) {
-        let spill::Written {
-            out,
-            reserved,
-            variant,
-            listed,
-        } = *written;
-        self.unreserve(reserved);
-        self.list(primary, variant, out);
-        let _ = listed.send(());
-    }
-
     /// Put a file just written into place and list it, replacing the variants it replaces.
-    /// Renames and unlinks of entry files happen under the index lock, so no eviction or
-    /// removal from another thread can unlink a file just renamed into the place it cleared.
-    fn list(&self, primary: HashBinary, mut v: Variant, out: spill::FileWriter) {
+    /// Under the index lock, like every rename and removal of an entry file (see [`Doomed`]).
+    fn list(
+        &self,
+        ix: &mut Index,
+        primary: HashBinary,
+        mut v: Variant,
+        out: spill::FileWriter,
+        doomed: &mut Doomed,
+    ) -> bool {
         let path = self.path_of(&primary, &v.variance);
         let len = v.bytes;
-        let mut ix = self.index.lock();
         if let Err(e) = out.rename_to(&path) {
-            drop(ix);
             METRICS.disk.write_errors.inc();
             self.log_write_error(&path, &e);
-            return;
+            return false;
         }
         ix.seq += 1;
         v.seq = ix.seq;
+        v.generation = ix.seq;
         let variance = v.variance;
         let list = ix.keys.entry(primary).or_default();
         // A response with another Vary replaces every variant (as in memory).
         let same_vary = list.first().is_none_or(|x| x.vary == v.vary);
         let mut freed = 0u64;
         let mut gone = 0usize;
-        let mut doomed = Vec::new();
+        let mut replaced = Vec::new();
         list.retain(|x| {
             let keep = same_vary && x.variance != v.variance;
             if !keep {
                 freed += x.bytes;
                 gone += 1;
                 if x.variance != v.variance {
-                    doomed.push(x.variance);
+                    replaced.push(x.variance);
                 }
             }
             keep
         });
         list.push(v);
-        for d in doomed {
-            let _ = fs::remove_file(self.path_of(&primary, &d));
+        for r in replaced {
+            doomed.take(self.path_of(&primary, &r));
         }
         ix.bytes = ix.bytes - freed + len;
         ix.objects = ix.objects - gone + 1;
@@ -729,24 +794,24 @@ impl DiskStore {
         ix.order.push_back((seq, primary, variance));
         // Rewrites, reads and purges leave stale places in the order, which eviction would
         // only skip.
-        self.compact(&mut ix);
-        let (objects, total) = (ix.objects, ix.bytes);
-        drop(ix);
-        self.publish(objects, total);
+        self.compact(ix);
+        true
     }
 
     /// Evict down to the budget (after a reload lowered it).
     fn trim(&self) {
+        let mut doomed = Doomed::default();
         let mut ix = self.index.lock();
-        self.evict_to(&mut ix, self.budget.load(Ordering::Acquire));
+        self.evict_to(&mut ix, self.budget.load(Ordering::Acquire), &mut doomed);
         let (objects, total) = (ix.objects, ix.bytes);
         drop(ix);
+        doomed.unlink();
         self.publish(objects, total);
     }
 
     /// Remove the least recently used files until the store holds at most `limit` bytes
     /// (counting the bytes reserved for files being written). Under the index lock.
-    fn evict_to(&self, ix: &mut Index, limit: u64) {
+    fn evict_to(&self, ix: &mut Index, limit: u64, doomed: &mut Doomed) {
         while ix.bytes + ix.reserved > limit {
             let Some((seq, primary, variance)) = ix.order.pop_front() else {
                 break;
@@ -767,12 +832,13 @@ impl DiskStore {
             ix.bytes -= v.bytes;
             ix.objects -= 1;
             METRICS.disk.evictions.inc();
-            let _ = fs::remove_file(self.path_of(&primary, &variance));
+            doomed.take(self.path_of(&primary, &variance));
         }
     }
 
     /// [`DiskStore::remove_where`] for the variants of one key, without visiting the others.
     fn remove_key_now(&self, primary: &HashBinary, select: impl Fn(&Variant) -> bool) {
+        let mut doomed = Doomed::default();
         let mut ix = self.index.lock();
         let Some(list) = ix.keys.get_mut(primary) else {
             return;
@@ -783,7 +849,7 @@ impl DiskStore {
             if select(v) {
                 freed += v.bytes;
                 gone += 1;
-                let _ = fs::remove_file(self.path_of(primary, &v.variance));
+                doomed.take(self.path_of(primary, &v.variance));
                 false
             } else {
                 true
@@ -796,31 +862,53 @@ impl DiskStore {
         ix.objects -= gone;
         let (objects, total) = (ix.objects, ix.bytes);
         drop(ix);
+        doomed.unlink();
         self.publish(objects, total);
     }
 
+    /// Remove the selected responses: found in one pass under the index lock (no file
+    /// touched), then removed in batches, each under the lock, so a purge of many files never
+    /// holds off the requests looking for others for long.
     fn remove_where(&self, select: impl Fn(&HashBinary, &Variant) -> bool) {
-        let mut ix = self.index.lock();
-        let mut freed = 0u64;
-        let mut gone = 0usize;
-        ix.keys.retain(|k, list| {
-            list.retain(|v| {
-                if select(k, v) {
-                    freed += v.bytes;
-                    gone += 1;
-                    let _ = fs::remove_file(self.path_of(k, &v.variance));
-                    false
-                } else {
-                    true
+        let targets: Vec<(HashBinary, Option<HashBinary>, u64)> = {
+            let ix = self.index.lock();
+            ix.keys
+                .iter()
+                .flat_map(|(k, l)| {
+                    l.iter()
+                        .filter(|v| select(k, v))
+                        .map(|v| (*k, v.variance, v.generation))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        for batch in targets.chunks(REMOVAL_BATCH) {
+            let mut doomed = Doomed::default();
+            let mut ix = self.index.lock();
+            for (k, variance, generation) in batch {
+                let Some(list) = ix.keys.get_mut(k) else {
+                    continue;
+                };
+                // Only the file that was selected: one written since is another response.
+                let Some(pos) = list
+                    .iter()
+                    .position(|v| v.variance == *variance && v.generation == *generation)
+                else {
+                    continue;
+                };
+                let v = list.remove(pos);
+                if list.is_empty() {
+                    ix.keys.remove(k);
                 }
-            });
-            !list.is_empty()
-        });
-        ix.bytes -= freed;
-        ix.objects -= gone;
-        let (objects, total) = (ix.objects, ix.bytes);
-        drop(ix);
-        self.publish(objects, total);
+                ix.bytes -= v.bytes;
+                ix.objects -= 1;
+                doomed.take(self.path_of(k, variance));
+            }
+            let (objects, total) = (ix.objects, ix.bytes);
+            drop(ix);
+            doomed.unlink();
+            self.publish(objects, total);
+        }
     }
 
     /// Mark the selected responses stale in their files (verify, rewrite with the mark,
@@ -831,7 +919,7 @@ impl DiskStore {
             let pick = |(k, l): (&HashBinary, &Vec<Variant>)| {
                 l.iter()
                     .filter(|v| select(k, v))
-                    .map(|v| (*k, v.variance, v.seq))
+                    .map(|v| (*k, v.variance, v.generation))
                     .collect::<Vec<_>>()
             };
             match key {
@@ -840,7 +928,7 @@ impl DiskStore {
             }
         };
         let now = SystemTime::now();
-        for (primary, variance, seq) in targets {
+        for (primary, variance, generation) in targets {
             let path = self.path_of(&primary, &variance);
             let out = match self.rewrite_stale(&path, now) {
                 Ok(Some(out)) => out,
@@ -851,18 +939,23 @@ impl DiskStore {
                         "disk cache: cannot mark {} stale ({e}); removed instead",
                         path.display()
                     );
-                    self.remove_key_now(&primary, |v| v.variance == variance);
+                    self.remove_key_now(&primary, |v| {
+                        v.variance == variance && v.generation == generation
+                    });
                     continue;
                 }
             };
             // Renamed over only if it is still the file that was read (not evicted, removed
-            // or rewritten meanwhile); the new length counts, so the total stays exact.
+            // or rewritten meanwhile: hits leave it as it is); the new length counts, so the
+            // total stays exact.
             let len = out.len();
             let mut ix = self.index.lock();
             let ix = &mut *ix;
+            ix.seq += 1;
+            let new_generation = ix.seq;
             let Some(v) = ix.keys.get_mut(&primary).and_then(|l| {
                 l.iter_mut()
-                    .find(|v| v.variance == variance && v.seq == seq)
+                    .find(|v| v.variance == variance && v.generation == generation)
             }) else {
                 continue;
             };
@@ -874,6 +967,7 @@ impl DiskStore {
             ix.bytes = ix.bytes - v.bytes + len;
             v.bytes = len;
             v.verified = None;
+            v.generation = new_generation;
         }
     }
 
@@ -1055,7 +1149,7 @@ mod tests {
             }
         }
         let e = entry(b"", &["big"], "http://a.test/big");
-        s.commit(k, &e).is_some()
+        s.commit(k, &e)
     }
 
     fn key(i: u32) -> HashBinary {

@@ -6,14 +6,15 @@
 //!   response is complete, and the prefix last (`format`: why the body comes first).
 //! - Every byte appended is first reserved against the budget (evicting the least recently
 //!   used files to make room), so files and files being written never exceed it together.
-//! - The finished file is renamed into place by the writer thread, behind the jobs queued
-//!   before it: a purge asked after the fill was checked (`MemMiss::finish`) is queued after
-//!   the rename and removes the file, as for any write.
+//! - The finished file is renamed into place and listed by the fill itself, under the index
+//!   lock, before the fill lets go of Pingora's cache lock (so its waiters find it); a purge
+//!   asked after the fill was checked (`MemMiss::finish`) is applied by the check after the
+//!   commit (`MemMiss::commit_spill`).
 //! - A fill that breaks off, outgrows the limit or fails to write leaves nothing: the
 //!   temporary file is removed when the [`Spill`] is dropped (and at recovery after a crash).
 
 use super::format::{self, Meta, PREFIX_LEN};
-use super::{body, skipped, DiskStore, Job, Variant};
+use super::{body, skipped, DiskStore, Doomed, Variant};
 use crate::cache::entry::Entry;
 use crate::metrics::METRICS;
 use pingora_cache::key::HashBinary;
@@ -43,14 +44,20 @@ pub(super) struct FileWriter {
     armed: bool,
 }
 
+/// A name beside `path` no other file has: hidden, ending in `suffix` (not `.e`, so recovery
+/// removes what a crash leaves under it).
+pub(super) fn aside(path: &Path, suffix: &str) -> PathBuf {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
+    let n = NEXT_TMP.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(".{name}.{}.{n}.{suffix}", std::process::id()))
+}
+
 impl FileWriter {
     /// An empty temporary file for the entry at `path`.
     pub(super) fn create(path: &Path) -> std::io::Result<FileWriter> {
         let dir = path.parent().ok_or(std::io::ErrorKind::InvalidInput)?;
         fs::create_dir_all(dir)?;
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
-        let n = NEXT_TMP.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+        let tmp = aside(path, "tmp");
         let file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -115,19 +122,10 @@ impl Drop for FileWriter {
     }
 }
 
-/// What the writer thread renames into place and lists.
-pub(super) struct Written {
-    pub(super) out: FileWriter,
-    pub(super) reserved: u64,
-    pub(super) variant: Variant,
-    /// Told once the file is in place and listed (or given up).
-    pub(super) listed: tokio::sync::oneshot::Sender<()>,
-}
-
 /// A response being written to disk as it arrives. Blocking: call it off the async threads.
 pub struct Spill {
     store: &'static DiskStore,
-    /// Taken when the file is handed to the writer thread.
+    /// Taken when the file is renamed into place.
     out: Option<FileWriter>,
     /// Bytes of the budget this file holds (given back on drop unless committed).
     reserved: u64,
@@ -224,45 +222,54 @@ impl Spill {
         self.len() == 0
     }
 
-    /// Complete the file for `entry` (its header and metadata; its own body is not used) and
-    /// queue it for the writer thread to rename into place: told on the receiver once it is
-    /// listed. `None` when that failed.
-    pub fn commit(
-        mut self,
-        primary: HashBinary,
-        entry: &Entry,
-    ) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    /// Complete the file for `entry` (its header and metadata; its own body is not used),
+    /// rename it into place and list it, at once: requests that waited on the cache lock for
+    /// this fill find it when the lock is released. False when that failed, or when the store
+    /// was handed over meanwhile.
+    ///
+    /// Not through the writer thread's queue: a purge that comes after the fill's own check is
+    /// then applied to it by the check after the commit (`MemMiss::commit_spill`), whichever
+    /// of the two reaches the disk first.
+    pub fn commit(mut self, primary: HashBinary, entry: &Entry) -> bool {
         let meta = Meta::of(primary, entry);
         let body = self.len();
         let len = match self.out.as_mut().map(|o| o.finish(&meta, &entry.header)) {
             Some(Ok(len)) => len,
-            Some(Err(e)) => {
-                self.failed(&e);
-                return None;
-            }
-            None => return None,
+            Some(Err(e)) => return self.failed(&e),
+            None => return false,
         };
         if !self.reserve(len.saturating_sub(self.reserved)) {
-            return None;
+            return false;
         }
-        let store = self.store;
-        let reserved = std::mem::take(&mut self.reserved);
-        let out = self.out.take()?;
-        let (listed, told) = tokio::sync::oneshot::channel();
-        let written = Written {
-            out,
-            reserved,
-            variant: Variant::of(entry, len, body),
-            listed,
+        let Some(out) = self.out.take() else {
+            return false;
         };
-        // Not sent (the store was let go meanwhile): dropped with the job, the file removed.
-        if store.send(Job::Commit(primary, Box::new(written))) {
-            METRICS.disk.spilled.inc();
-            Some(told)
-        } else {
-            store.unreserve(reserved);
-            None
+        let store = self.store;
+        let mut doomed = Doomed::default();
+        let mut ix = store.index.lock();
+        if !store.is_open() {
+            return false;
         }
+        // The reservation becomes the file's bytes in the same hold of the lock, so no other
+        // fill can take the room in between.
+        ix.reserved = ix
+            .reserved
+            .saturating_sub(std::mem::take(&mut self.reserved));
+        let listed = store.list(
+            &mut ix,
+            primary,
+            Variant::of(entry, len, body),
+            out,
+            &mut doomed,
+        );
+        let (objects, total) = (ix.objects, ix.bytes);
+        drop(ix);
+        doomed.unlink();
+        store.publish(objects, total);
+        if listed {
+            METRICS.disk.spilled.inc();
+        }
+        listed
     }
 
     /// Hold `n` more bytes of the budget, evicting to make room. False when even an empty
@@ -282,9 +289,11 @@ impl Spill {
         }
         ix.reserved += n;
         self.reserved += n;
-        self.store.evict_to(&mut ix, budget);
+        let mut doomed = Doomed::default();
+        self.store.evict_to(&mut ix, budget, &mut doomed);
         let (objects, total) = (ix.objects, ix.bytes);
         drop(ix);
+        doomed.unlink();
         self.store.publish(objects, total);
         true
     }
