@@ -459,9 +459,10 @@ impl MemStore {
     /// Remove every stored variant of a URL (a hard purge, or an unsafe request's
     /// invalidation). Returns how many were removed.
     pub fn purge_primary(&self, primary: &HashBinary) -> usize {
-        self.remember(Target::Key(*primary), PurgeMode::Hard);
+        let epoch = self.remember(Target::Key(*primary), PurgeMode::Hard);
         if let Some(d) = self.disk() {
             d.remove_key(primary);
+            d.purged_through(epoch);
         }
         match self.index.remove(primary) {
             Some((_, slot)) => {
@@ -478,9 +479,10 @@ impl MemStore {
         match mode {
             PurgeMode::Hard => self.purge_primary(primary),
             PurgeMode::Soft => {
-                self.remember(Target::Key(*primary), mode);
+                let epoch = self.remember(Target::Key(*primary), mode);
                 if let Some(d) = self.disk() {
                     d.soft_purge_key(primary);
+                    d.purged_through(epoch);
                 }
                 self.purge_variants(primary, mode, |_| true)
             }
@@ -493,9 +495,10 @@ impl MemStore {
     pub fn purge_tag(&self, tag: &str, mode: PurgeMode) -> usize {
         // Remembered first: a fill that checks after this sees it; one that checked before
         // has already listed its key, which the lookup below then finds.
-        self.remember(Target::Tag(Arc::from(tag)), mode);
+        let epoch = self.remember(Target::Tag(Arc::from(tag)), mode);
         if let Some(d) = self.disk() {
             d.purge_tag(tag, mode);
+            d.purged_through(epoch);
         }
         self.tags
             .keys(tag)
@@ -508,9 +511,10 @@ impl MemStore {
     /// starts with `prefix`. Visits every stored URL. Returns how many were removed (hard) or
     /// newly marked stale (soft).
     pub fn purge_prefix(&self, prefix: &str, mode: PurgeMode) -> usize {
-        self.remember(Target::Prefix(Arc::from(prefix)), mode);
+        let epoch = self.remember(Target::Prefix(Arc::from(prefix)), mode);
         if let Some(d) = self.disk() {
             d.purge_prefix(prefix, mode);
+            d.purged_through(epoch);
         }
         let matching: Vec<HashBinary> = self
             .index
@@ -790,7 +794,7 @@ impl MemStore {
         variance: Option<HashBinary>,
     ) -> Option<(CacheMeta, HitHandler)> {
         let disk = self.disk()?;
-        let since = self.purge_epoch();
+        let since = disk.purges_applied();
         let (meta, head, body) = disk
             .find_variant(primary, variance, self.max_object())
             .await?;
@@ -1227,6 +1231,43 @@ mod tests {
         assert!(
             store.promote(key(2), read(&store), since).is_some(),
             "unrelated purge"
+        );
+    }
+
+    /// A purge whose disk job the writer has not reached yet has not removed the file: a read
+    /// of it after the purge must still see the purge.
+    #[test]
+    fn a_disk_read_after_a_purge_still_queued_for_the_disk_is_not_served() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store: &'static MemStore = Box::leak(Box::new(MemStore::new(4 << 20, 1 << 20)));
+        // Never started: its writer never reaches the purge's job.
+        let disk: &'static DiskStore = Box::leak(Box::new(DiskStore::new(
+            dir.path().to_path_buf(),
+            crate::cache::disk::Limits {
+                budget: 1 << 20,
+                max_object: 1 << 20,
+            },
+        )));
+        store.attach_disk(disk);
+        let read = || {
+            Entry::new(
+                store.next_id(),
+                pingora_http::ResponseHeader::build(200, None).expect("header"),
+                Bytes::from_static(b"from disk"),
+                fresh(),
+                None,
+                VarySpec::None,
+                false,
+            )
+            .labelled(Arc::from([]), Some(Arc::from("http://a.test/q")))
+        };
+        store.purge_primary(&key(1));
+        assert!(store
+            .promote(key(1), read(), disk.purges_applied())
+            .is_none());
+        assert!(
+            store.promote(key(1), read(), store.purge_epoch()).is_some(),
+            "the read began after the purge, so only the writer's progress can tell"
         );
     }
 

@@ -288,7 +288,8 @@ impl Gateway {
             // A response too large for memory, served from its file in chunks.
             let mut streamed = None;
             if let (Found::UriMiss | Found::VaryMiss, Some(disk)) = (&found, self.cache.disk) {
-                let since = store.purge_epoch();
+                // Checked against every purge whose disk job may still be queued.
+                let since = disk.purges_applied();
                 let req = &session.req_header().headers;
                 if let Some((meta, head, body)) = disk.find(primary, req, store.max_object()).await
                 {

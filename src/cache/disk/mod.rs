@@ -152,6 +152,9 @@ struct Index {
 enum Job {
     Write(HashBinary, Arc<Entry>),
     RemoveKey(HashBinary),
+    /// Every purge job queued before this one was for a purge of the memory tier's epoch at
+    /// most this: once it is reached, they are all applied to the files.
+    Applied(u64),
     Tag(String, PurgeMode),
     Prefix(String, PurgeMode),
     SoftKey(HashBinary),
@@ -190,6 +193,8 @@ pub struct DiskStore {
     jobs_before_open: AtomicUsize,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     queued_bytes: AtomicUsize,
+    /// See [`DiskStore::purges_applied`].
+    applied: AtomicU64,
     last_error_log: Mutex<Option<Instant>>,
 }
 
@@ -229,6 +234,7 @@ impl DiskStore {
             jobs_before_open: AtomicUsize::new(0),
             writer: Mutex::new(None),
             queued_bytes: AtomicUsize::new(0),
+            applied: AtomicU64::new(0),
             last_error_log: Mutex::new(None),
         }
     }
@@ -467,6 +473,19 @@ impl DiskStore {
         }
     }
 
+    /// Mark the purges up to the memory tier's purge epoch `epoch` as queued: reached by the
+    /// writer, they are applied ([`DiskStore::purges_applied`]).
+    pub fn purged_through(&self, epoch: u64) {
+        self.send(Job::Applied(epoch));
+    }
+
+    /// The memory tier's purge epoch up to which every purge has been applied to the files. A
+    /// response read from disk must be checked against the purges after this, not after the
+    /// read began: a purge whose job is still queued has not removed the file yet.
+    pub fn purges_applied(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
     pub fn remove_key(&self, primary: &HashBinary) {
         self.send(Job::RemoveKey(*primary));
     }
@@ -681,6 +700,9 @@ impl DiskStore {
                     self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
                 }
                 Job::RemoveKey(primary) => self.remove_key_now(&primary, |_| true),
+                Job::Applied(epoch) => {
+                    self.applied.fetch_max(epoch, Ordering::AcqRel);
+                }
                 Job::Variant(primary, variance, PurgeMode::Hard) => {
                     self.remove_key_now(&primary, |v| v.variance == variance)
                 }
