@@ -1181,25 +1181,28 @@ mod tests {
         k
     }
 
+    /// A response as read back from the disk tier: tagged `t`, at `http://a.test/x`.
+    fn disk_read(store: &MemStore) -> Entry {
+        Entry::new(
+            store.next_id(),
+            pingora_http::ResponseHeader::build(200, None).expect("header"),
+            Bytes::from_static(b"from disk"),
+            fresh(),
+            None,
+            VarySpec::None,
+            false,
+        )
+        .labelled(
+            Arc::from([Arc::from("t")]),
+            Some(Arc::from("http://a.test/x")),
+        )
+    }
+
     /// A disk read takes time; a purge during it must not be undone by the promotion.
     #[test]
     fn a_disk_read_overtaken_by_a_purge_is_not_promoted() {
         let store = MemStore::new(8 << 20, 1 << 20);
-        let read = |store: &MemStore| {
-            Entry::new(
-                store.next_id(),
-                pingora_http::ResponseHeader::build(200, None).expect("header"),
-                Bytes::from_static(b"from disk"),
-                fresh(),
-                None,
-                VarySpec::None,
-                false,
-            )
-            .labelled(
-                Arc::from([Arc::from("t")]),
-                Some(Arc::from("http://a.test/x")),
-            )
-        };
+        let read = disk_read;
         let since = store.purge_epoch();
         assert!(store.promote(key(1), read(&store), since).is_some());
         assert!(matches!(
@@ -1249,24 +1252,13 @@ mod tests {
             },
         )));
         store.attach_disk(disk);
-        let read = || {
-            Entry::new(
-                store.next_id(),
-                pingora_http::ResponseHeader::build(200, None).expect("header"),
-                Bytes::from_static(b"from disk"),
-                fresh(),
-                None,
-                VarySpec::None,
-                false,
-            )
-            .labelled(Arc::from([]), Some(Arc::from("http://a.test/q")))
-        };
         store.purge_primary(&key(1));
-        assert!(store
-            .promote(key(1), read(), disk.purges_applied())
-            .is_none());
+        let applied = disk.purges_applied();
+        assert!(store.promote(key(1), disk_read(store), applied).is_none());
         assert!(
-            store.promote(key(1), read(), store.purge_epoch()).is_some(),
+            store
+                .promote(key(1), disk_read(store), store.purge_epoch())
+                .is_some(),
             "the read began after the purge, so only the writer's progress can tell"
         );
     }
