@@ -22,7 +22,7 @@
 //! - A fill that started before a purge and finishes after it is purged too (recent purges are
 //!   remembered; when too many happened to remember them all, such a fill is not stored).
 
-use super::disk::body::{FileBody, CHUNK};
+use super::disk::body::FileBody;
 use super::disk::spill::Spill;
 use super::disk::{entry_from, DiskBody, DiskStore};
 use super::entry::{Entry, FillPolicy, Tags};
@@ -398,8 +398,9 @@ impl MemStore {
         self.disk.get().copied()
     }
 
-    /// The purge epoch now: a disk read started at it is checked against the purges after it.
-    pub fn purge_epoch(&self) -> u64 {
+    /// The purge epoch now.
+    #[cfg(test)]
+    fn purge_epoch(&self) -> u64 {
         self.purge_epoch.load(Ordering::Acquire)
     }
 
@@ -407,7 +408,7 @@ impl MemStore {
     /// (the memory tier's own rules apply: too large for it, it is served but not kept). Not
     /// written back to disk. `None` when a purge since the read removed it (the disk's copy
     /// goes with the purge's own job); a soft purge since marks it stale.
-    pub fn promote(&self, primary: HashBinary, entry: Entry, since: u64) -> Option<Arc<Entry>> {
+    fn promote(&self, primary: HashBinary, entry: Entry, since: u64) -> Option<Arc<Entry>> {
         let url = entry.url.clone();
         let (entry, checked) = self.after_purges(&primary, entry, since)?;
         let entry = Arc::new(entry);
@@ -430,7 +431,7 @@ impl MemStore {
     /// A response read back from the disk tier after purge epoch `since`, as the purges since
     /// left it: `None` when one removed it, marked stale when one marked it. With the epoch
     /// checked up to.
-    pub fn after_purges(
+    fn after_purges(
         &self,
         primary: &HashBinary,
         mut entry: Entry,
@@ -447,13 +448,8 @@ impl MemStore {
     }
 
     /// Largest response this tier keeps.
-    pub fn max_object(&self) -> usize {
+    fn max_object(&self) -> usize {
         self.max_object.load(Ordering::Acquire)
-    }
-
-    /// An id for an entry built outside a fill (a disk read).
-    pub fn fresh_id(&self) -> u64 {
-        self.next_id()
     }
 
     /// Remove every stored variant of a URL (a hard purge, or an unsafe request's
@@ -751,15 +747,8 @@ impl HandleHit for StoredHit {
         if *at >= body.len() {
             return Ok(None);
         }
-        let n = (body.len() - *at).min(CHUNK as u64) as usize;
-        let chunk = body.read(*at, n).await.map_err(|e| {
-            pingora_error::Error::because(
-                pingora_error::ErrorType::ReadError,
-                "reading a stored body from disk",
-                e,
-            )
-        })?;
-        *at += n as u64;
+        let chunk = body.chunk(*at, body.len()).await?;
+        *at += chunk.len() as u64;
         Ok(Some(chunk))
     }
 
@@ -793,26 +782,41 @@ impl MemStore {
         primary: HashBinary,
         variance: Option<HashBinary>,
     ) -> Option<(CacheMeta, HitHandler)> {
+        let (entry, file) = self.from_disk(primary, variance).await?;
+        let Some(body) = file else {
+            return Some(StoredHit::of(&entry));
+        };
+        let fresh = usability(&entry.freshness, &Default::default(), SystemTime::now());
+        if fresh != Use::Fresh {
+            return None;
+        }
+        let hit = StoredHit::File { body, at: 0 };
+        Some((entry.to_meta(), Box::new(hit)))
+    }
+
+    /// The response the disk tier holds for `primary` and `variance`, as the purges since
+    /// left it (checked against every purge the disk writer has not applied yet): promoted
+    /// to memory when it fits, else with its body in its file.
+    pub async fn from_disk(
+        &'static self,
+        primary: HashBinary,
+        variance: Option<HashBinary>,
+    ) -> Option<(Arc<Entry>, Option<FileBody>)> {
         let disk = self.disk()?;
         let since = disk.purges_applied();
         let (meta, head, body) = disk
             .find_variant(primary, variance, self.max_object())
             .await?;
-        let id = self.fresh_id();
+        let id = self.next_id();
         match body {
             DiskBody::Whole(body) => {
                 let entry = self.promote(primary, entry_from(meta, head, body, id), since)?;
-                Some(StoredHit::of(&entry))
+                Some((entry, None))
             }
-            DiskBody::Streamed(body) => {
+            DiskBody::Streamed(file) => {
                 let entry = entry_from(meta, head, Bytes::new(), id);
                 let (entry, _) = self.after_purges(&primary, entry, since)?;
-                let fresh = usability(&entry.freshness, &Default::default(), SystemTime::now());
-                if fresh != Use::Fresh {
-                    return None;
-                }
-                let hit = StoredHit::File { body, at: 0 };
-                Some((entry.to_meta(), Box::new(hit)))
+                Some((Arc::new(entry), Some(file)))
             }
         }
     }

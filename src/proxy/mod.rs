@@ -288,28 +288,12 @@ impl Gateway {
             // A response too large for memory, served from its file in chunks.
             let mut streamed = None;
             if let (Found::UriMiss | Found::VaryMiss, Some(disk)) = (&found, self.cache.disk) {
-                // Checked against every purge whose disk job may still be queued.
-                let since = disk.purges_applied();
-                let req = &session.req_header().headers;
-                if let Some((meta, head, body)) = disk.find(primary, req, store.max_object()).await
-                {
-                    use crate::cache::disk::{entry_from, DiskBody};
-                    let id = store.fresh_id();
-                    let entry = match body {
-                        DiskBody::Whole(body) => {
-                            store.promote(primary, entry_from(meta, head, body, id), since)
-                        }
-                        DiskBody::Streamed(file) => {
-                            let entry = entry_from(meta, head, bytes::Bytes::new(), id);
-                            streamed = Some(file);
-                            store
-                                .after_purges(&primary, entry, since)
-                                .map(|(e, _)| Arc::new(e))
-                        }
-                    };
-                    if let Some(entry) = entry {
+                let variance = disk.variance_for(&primary, &session.req_header().headers);
+                if let Some(variance) = variance {
+                    if let Some((entry, file)) = store.from_disk(primary, variance).await {
                         found = Found::Hit(entry);
                         from_disk = true;
+                        streamed = file;
                     }
                 }
             }

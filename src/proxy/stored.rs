@@ -8,14 +8,14 @@ use super::outcome::{self, StoredUse};
 use super::respond::{
     decide_unconditionally, precondition_decision, send_complete, Decision, Delivery, Origin,
 };
-use crate::cache::disk::body::{FileBody, CHUNK};
+use crate::cache::disk::body::FileBody;
 use crate::cache::entry::Entry;
 use crate::cache::storage::MemStore;
 use crate::http::cache_control::RequestDirectives;
 use crate::http::headers::set_content_etag;
 use crate::http::usability::{may_serve_on_error, may_serve_while_revalidating, usability, Use};
 use http::header::{AGE, CONTENT_TYPE, ETAG};
-use pingora_error::{Error, ErrorType, Result};
+use pingora_error::Result;
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 use std::sync::Arc;
@@ -141,11 +141,8 @@ async fn send_from_file(
     }
     let (mut at, end) = (range.start as u64, range.end as u64);
     while at < end {
-        let n = (end - at).min(CHUNK as u64) as usize;
-        let chunk = file.read(at, n).await.map_err(|e| {
-            Error::because(ErrorType::ReadError, "reading a stored body from disk", e)
-        })?;
-        at += n as u64;
+        let chunk = file.chunk(at, end).await?;
+        at += chunk.len() as u64;
         session.write_response_body(Some(chunk), at == end).await?;
     }
     Ok(Delivery {

@@ -49,6 +49,18 @@ impl FileBody {
         self.file.read_exact_at(buf, PREFIX_LEN as u64 + at)
     }
 
+    /// The next piece of the body to send from `at`, up to `end` (at most [`CHUNK`] bytes).
+    pub async fn chunk(&self, at: u64, end: u64) -> pingora_error::Result<Bytes> {
+        let n = end.saturating_sub(at).min(CHUNK as u64) as usize;
+        self.read(at, n).await.map_err(|e| {
+            pingora_error::Error::because(
+                pingora_error::ErrorType::ReadError,
+                "reading a stored body from disk",
+                e,
+            )
+        })
+    }
+
     /// `n` bytes of the body from `at` (within it). Read on this thread when the page cache
     /// holds them, else on the blocking pool, so a cold read never stalls other requests.
     pub async fn read(&self, at: u64, n: usize) -> std::io::Result<Bytes> {
@@ -71,7 +83,7 @@ impl FileBody {
 }
 
 /// `preadv2(RWF_NOWAIT)` until `buf` is full; false when the page cache does not hold it all.
-fn read_cached(file: &File, buf: &mut [u8], pos: u64) -> bool {
+pub(super) fn read_cached(file: &File, buf: &mut [u8], pos: u64) -> bool {
     let mut at = 0usize;
     while at < buf.len() {
         let mut bufs = [std::io::IoSliceMut::new(&mut buf[at..])];

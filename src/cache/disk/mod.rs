@@ -513,24 +513,6 @@ impl DiskStore {
         self.send(Job::Variant(*primary, variance, mode));
     }
 
-    /// The response on disk that `req` selects under `primary`, verified: read whole when its
-    /// body is at most `whole_max` bytes (it will be promoted to memory), else opened for
-    /// reading in chunks ([`body`]). `None` when there is none, or when it cannot be read or is
-    /// damaged (then it is removed and counted). Reads that may wait for the device run off the
-    /// async threads.
-    pub async fn find(
-        &'static self,
-        primary: HashBinary,
-        req: &HeaderMap,
-        whole_max: usize,
-    ) -> Option<(Meta, ResponseHeader, DiskBody)> {
-        if !self.is_open() {
-            return None;
-        }
-        let wanted = self.variance_for(&primary, req)?;
-        self.find_variant(primary, wanted, whole_max).await
-    }
-
     /// The variance `req` selects among the responses stored under `primary` (by their
     /// `Vary`); `None` when there are none.
     pub fn variance_for(
@@ -546,7 +528,11 @@ impl DiskStore {
         })
     }
 
-    /// [`DiskStore::find`] for a variance already known (Pingora's cache key carries it).
+    /// The response on disk under `primary` with `variance_wanted` (see
+    /// [`DiskStore::variance_for`]), verified: read whole when its body is at most `whole_max`
+    /// bytes (it will be promoted to memory), else opened for reading in chunks ([`body`]).
+    /// `None` when there is none, or when it cannot be read or is damaged (then it is removed
+    /// and counted). Reads that may wait for the device run off the async threads.
     pub async fn find_variant(
         &'static self,
         primary: HashBinary,
@@ -1045,15 +1031,7 @@ fn read_if_cached(path: &Path) -> Option<Vec<u8>> {
         return None;
     }
     let mut out = vec![0u8; len as usize];
-    let mut at = 0usize;
-    while at < out.len() {
-        let mut bufs = [std::io::IoSliceMut::new(&mut out[at..])];
-        match rustix::io::preadv2(&f, &mut bufs, at as u64, rustix::io::ReadWriteFlags::NOWAIT) {
-            Ok(n) if n > 0 => at += n,
-            _ => return None,
-        }
-    }
-    Some(out)
+    body::read_cached(&f, &mut out, 0).then_some(out)
 }
 
 fn read_file(path: &Path, max: u64) -> Result<Vec<u8>, String> {
@@ -1202,10 +1180,7 @@ mod tests {
         flush(d);
         assert_eq!(METRICS.disk.spilled.get(), spilled + 1);
         assert_eq!(files(dir.path()).len(), 1, "one file, no temporary left");
-        let (meta, head, found) = d
-            .find(key(1), &HeaderMap::new(), 1 << 20)
-            .await
-            .expect("found");
+        let (meta, head, found) = d.find_variant(key(1), None, 1 << 20).await.expect("found");
         assert_eq!(meta.tags, ["big"]);
         assert_eq!(head.status, 200);
         let DiskBody::Streamed(file) = found else {
@@ -1225,10 +1200,7 @@ mod tests {
         // The same file, read whole by a tier that keeps it, and after a soft purge.
         d.soft_purge_key(&key(1));
         flush(d);
-        let (meta, _, found) = d
-            .find(key(1), &HeaderMap::new(), 8 << 20)
-            .await
-            .expect("found");
+        let (meta, _, found) = d.find_variant(key(1), None, 8 << 20).await.expect("found");
         assert!(meta.freshness.invalidated, "marked stale");
         assert!(whole(found) == body, "rewritten whole");
         d.release();
@@ -1260,7 +1232,7 @@ mod tests {
         let mut bytes = fs::read(&path).expect("file");
         bytes[1_000_000] ^= 0x10;
         fs::write(&path, &bytes).expect("damage");
-        assert!(d.find(key(1), &HeaderMap::new(), 1 << 20).await.is_none());
+        assert!(d.find_variant(key(1), None, 1 << 20).await.is_none());
         assert!(!path.exists(), "removed");
         // Past max_object_size: given up, its temporary file removed, its bytes given back.
         assert!(!spill_of(d, key(2), &vec![3u8; 3_200_000], 64 << 10));
@@ -1291,15 +1263,12 @@ mod tests {
         a.release();
         assert!(opens(waiting), "taken once released");
         let (meta, _, body) = waiting
-            .find(key(1), &HeaderMap::new(), WHOLE)
+            .find_variant(key(1), None, WHOLE)
             .await
             .expect("recovered");
         assert_eq!(&whole(body)[..], b"one");
         assert_eq!(meta.tags, ["t"]);
-        assert!(waiting
-            .find(key(2), &HeaderMap::new(), WHOLE)
-            .await
-            .is_none());
+        assert!(waiting.find_variant(key(2), None, WHOLE).await.is_none());
         waiting.release();
     }
 
@@ -1325,15 +1294,15 @@ mod tests {
         assert!(opens(b), "taken once released");
         flush(b);
         assert!(
-            b.find(key(0), &HeaderMap::new(), WHOLE).await.is_none(),
+            b.find_variant(key(0), None, WHOLE).await.is_none(),
             "key purge kept"
         );
         assert!(
-            b.find(key(1), &HeaderMap::new(), WHOLE).await.is_none(),
+            b.find_variant(key(1), None, WHOLE).await.is_none(),
             "variant purge kept"
         );
         assert!(
-            b.find(key(2), &HeaderMap::new(), WHOLE).await.is_some(),
+            b.find_variant(key(2), None, WHOLE).await.is_some(),
             "the rest stays"
         );
         b.release();
@@ -1349,20 +1318,20 @@ mod tests {
         }
         flush(d);
         assert!(
-            d.find(key(0), &HeaderMap::new(), WHOLE).await.is_some(),
+            d.find_variant(key(0), None, WHOLE).await.is_some(),
             "all ten fit"
         );
         d.write(key(10), &entry(&body, &[], "http://a.test/10"));
         flush(d);
         assert!(
-            d.find(key(0), &HeaderMap::new(), WHOLE).await.is_some(),
+            d.find_variant(key(0), None, WHOLE).await.is_some(),
             "the oldest write, read since, stays"
         );
         assert!(
-            d.find(key(1), &HeaderMap::new(), WHOLE).await.is_none(),
+            d.find_variant(key(1), None, WHOLE).await.is_none(),
             "the least recently used goes"
         );
-        assert!(d.find(key(10), &HeaderMap::new(), WHOLE).await.is_some());
+        assert!(d.find_variant(key(10), None, WHOLE).await.is_some());
         d.release();
     }
 
@@ -1420,11 +1389,11 @@ mod tests {
         assert!(on_disk <= 1 << 20, "{on_disk} bytes on disk");
         assert_eq!(on_disk, d.index.lock().bytes, "the index counts every byte");
         assert!(
-            d.find(key(39), &HeaderMap::new(), WHOLE).await.is_some(),
+            d.find_variant(key(39), None, WHOLE).await.is_some(),
             "the newest stays"
         );
         assert!(
-            d.find(key(0), &HeaderMap::new(), WHOLE).await.is_none(),
+            d.find_variant(key(0), None, WHOLE).await.is_none(),
             "the oldest went"
         );
         // A write and a purge of the same response, in that order: nothing is left.
@@ -1437,14 +1406,14 @@ mod tests {
         flush(d);
         for k in [100, 101, 102] {
             assert!(
-                d.find(key(k), &HeaderMap::new(), WHOLE).await.is_none(),
+                d.find_variant(key(k), None, WHOLE).await.is_none(),
                 "{k} purged"
             );
         }
         d.purge_tag("odd", PurgeMode::Hard);
         flush(d);
         assert!(
-            d.find(key(39), &HeaderMap::new(), WHOLE).await.is_none(),
+            d.find_variant(key(39), None, WHOLE).await.is_none(),
             "odd ones purged"
         );
         d.release();
@@ -1459,10 +1428,7 @@ mod tests {
         flush(d);
         d.purge_tag("s", PurgeMode::Soft);
         flush(d);
-        let (meta, _, _) = d
-            .find(key(1), &HeaderMap::new(), WHOLE)
-            .await
-            .expect("kept");
+        let (meta, _, _) = d.find_variant(key(1), None, WHOLE).await.expect("kept");
         assert!(meta.freshness.invalidated, "marked stale on disk");
         let path = d.path_of(&key(2), &None);
         let mut bytes = fs::read(&path).expect("file");
@@ -1471,7 +1437,7 @@ mod tests {
         fs::write(&path, &bytes).expect("damage");
         let errors = METRICS.disk.read_errors.get();
         assert!(
-            d.find(key(2), &HeaderMap::new(), WHOLE).await.is_none(),
+            d.find_variant(key(2), None, WHOLE).await.is_none(),
             "never served"
         );
         assert!(METRICS.disk.read_errors.get() > errors);
