@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the per-request work: content ETags by body size, cache keys and
 //! variance, precondition evaluation, If-None-Match parsing, metric updates, and a stored-entry
-//! lookup. Run with `cargo bench --bench hot_path`; each reports throughput.
+//! lookup, and compression by coding and level. Run with `cargo bench --bench hot_path`; each
+//! reports throughput.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use etagate::cache::entry::Entry;
@@ -150,8 +151,66 @@ fn stored_lookup(c: &mut Criterion) {
     g.finish();
 }
 
+/// Compression levels by cost and ratio, on real text (this repository's documentation and
+/// sources, more than 256 KiB of it, so no input repeats): the measurements behind the default
+/// levels (`docs/compression.md`). Each level's ratio is printed once before it is timed.
+fn compression(c: &mut Criterion) {
+    use etagate::http::coding::Coding;
+    use etagate::http::encode::encode;
+    let mut corpus = Vec::new();
+    for (dir, ext) in [("docs", "md"), ("src/http", "rs"), ("src/proxy", "rs")] {
+        let dir = format!("{}/{dir}", env!("CARGO_MANIFEST_DIR"));
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .expect("a source directory")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == ext))
+            .collect();
+        files.sort();
+        for f in files {
+            corpus.extend(std::fs::read(f).expect("read a file"));
+        }
+    }
+    assert!(corpus.len() >= 256 << 10, "{} bytes of text", corpus.len());
+    let levels: [(Coding, &[i32]); 3] = [
+        (Coding::Gzip, &[1, 6, 9]),
+        (Coding::Br, &[4, 6, 9, 11]),
+        (Coding::Zstd, &[3, 9, 19]),
+    ];
+    let mut g = c.benchmark_group("compress");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(2));
+    g.warm_up_time(Duration::from_millis(300));
+    for size in [16usize << 10, 256 << 10] {
+        let input = corpus
+            .iter()
+            .copied()
+            .cycle()
+            .take(size)
+            .collect::<Vec<u8>>();
+        g.throughput(Throughput::Bytes(size as u64));
+        for (coding, ls) in levels {
+            for &level in ls {
+                let out = encode(coding, level, &input).expect("encode");
+                eprintln!(
+                    "compress {}-{level} {} KiB: {} bytes, ratio {:.2}",
+                    coding.token(),
+                    size >> 10,
+                    out.len(),
+                    size as f64 / out.len() as f64
+                );
+                let id = BenchmarkId::new(format!("{}-{level}", coding.token()), size >> 10);
+                g.bench_with_input(id, &input, |b, input| {
+                    b.iter(|| encode(coding, level, black_box(input)))
+                });
+            }
+        }
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    compression,
     etag_hashing,
     keys,
     preconditions,

@@ -12,7 +12,7 @@
 #   --duration D   wrk duration of one run (default 10s; smoke 1s).
 #   --out FILE     Markdown report (default docs/benchmarks.md; smoke: /tmp/etagate-bench-smoke.md).
 #   --systems LIST comma-separated subset of: etagate,nginx,varnish,ats,ceiling.
-#   --scenarios LIST comma-separated subset of: S1,S2,S3,S4,S5 (default all).
+#   --scenarios LIST comma-separated subset of: S1,S2,S3,S4,S5,S6 (default all).
 #   --keep         keep the work directory (configs, logs, raw wrk output).
 #
 # Everything listens on 127.0.0.1 only. Servers under test run on core 0 (taskset -c 0); wrk,
@@ -25,7 +25,7 @@ ROOT=$PWD
 command_line="scripts/bench.sh${*:+ $*}"
 runs=5; duration=10s; smoke=0; build=1; out=""; keep=0
 systems_wanted="etagate,nginx,varnish,ats,ceiling"
-scenarios_wanted="S1,S2,S3,S4,S5"
+scenarios_wanted="S1,S2,S3,S4,S5,S6"
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) smoke=1 ;;
@@ -43,10 +43,10 @@ while [ $# -gt 0 ]; do
 done
 if [ "$smoke" = 1 ]; then
   runs=1; duration=1s
-  sizes=(1k); pass_sizes=(1k)
+  sizes=(1k); pass_sizes=(1k); text_sizes=(1k)
   warm_duration=1s; count_duration=1s
 else
-  sizes=(1k 16k 256k); pass_sizes=(1k 256k)
+  sizes=(1k 16k 256k); pass_sizes=(1k 256k); text_sizes=(16k 256k)
   warm_duration=2s; count_duration=2s
 fi
 want() { [[ ",$systems_wanted," == *",$1,"* ]]; }
@@ -121,6 +121,8 @@ fi
 #   /pass/SIZE  no ETag, no Last-Modified, Cache-Control: private                   (S3)
 #   /ns/SIZE    no ETag, no Last-Modified, Cache-Control: no-store                  (S4)
 #   /off/...    the same files (a symlink); etagate routes /off with etag disabled
+#   /txt/SIZE   text (this repository's docs and sources, text/html), no validators,
+#               Cache-Control: max-age=3600                                         (S6)
 # ---------------------------------------------------------------------------------------------
 mkdir -p "$WORK/www"
 for d in v nv pass ns; do
@@ -130,6 +132,10 @@ for d in v nv pass ns; do
   head -c 262144 /dev/urandom >"$WORK/www/$d/256k"
 done
 ln -s "$WORK/www" "$WORK/www/off"
+mkdir -p "$WORK/www/txt"
+for n in 1024 16384 262144; do
+  cat docs/*.md src/http/*.rs src/proxy/*.rs | head -c $n >"$WORK/www/txt/$((n / 1024))k"
+done
 
 # A static nginx serving $WORK/www: the origin (core 1) and the ceiling row (core 0).
 nginx_static_conf() { # PREFIX PORT
@@ -151,6 +157,11 @@ nginx_static_conf() { # PREFIX PORT
     location /ns/ {
       etag off; if_modified_since off; add_header Last-Modified \"\";
       add_header Cache-Control \"no-store\";
+    }
+    location /txt/ {
+      default_type text/html;
+      etag off; if_modified_since off; add_header Last-Modified \"\";
+      add_header Cache-Control \"max-age=3600\";
     }
   }"
 }
@@ -221,6 +232,13 @@ if want nginx; then
       proxy_set_header Connection \"\";
       proxy_cache bench;
     }
+    location /txt/ {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      proxy_cache bench;
+      gzip on;               # S6: nginx compresses each response as it sends it
+    }
   }"
   start_server nginx 0 nginx -p "$p" -c "$p/nginx.conf"
   PID[nginx]=$LAST_PID
@@ -234,9 +252,18 @@ fi
 if want varnish; then
   mkdir -p "$WORK/varnish"
   # -j none: no privilege separation (we are root, the work dir is private); -T none: no CLI
-  # port; the builtin VCL: caches what the origin allows, passes private responses.
+  # port; the builtin VCL (caches what the origin allows, passes private responses) after one
+  # addition for S6: text is stored gzipped (Varnish's gzip support), gunzipped for clients
+  # that do not accept gzip.
+  cat >"$WORK/varnish.vcl" <<EOF
+vcl 4.1;
+backend origin { .host = "127.0.0.1"; .port = "$P_ORIGIN"; }
+sub vcl_backend_response {
+  if (bereq.url ~ "^/txt/") { set beresp.do_gzip = true; }
+}
+EOF
   start_server varnish 0 varnishd -F -j none -T none -n "$WORK/varnish" \
-    -a "127.0.0.1:$P_VARNISH" -b "127.0.0.1:$P_ORIGIN" -s malloc,512m
+    -a "127.0.0.1:$P_VARNISH" -f "$WORK/varnish.vcl" -s malloc,512m
   PID[varnish]=$LAST_PID
   if wait_http "http://127.0.0.1:$P_VARNISH/v/1k" 150; then
     URL[varnish]="http://127.0.0.1:$P_VARNISH"; systems+=(varnish)
@@ -444,7 +471,7 @@ origin_delta() { # URL [curl args...]: origin requests caused by 3 requests to U
 measure() {
   local scen=$1 size=$2 r=$3 row=${4%%|*} url=${4#*|}
   local -a h=()
-  [ -n "${hdr[$row]}" ] && h=(-H "If-None-Match: ${hdr[$row]}")
+  [ -n "${hdr[$row]}" ] && h=(-H "${hdr[$row]}")
   : >"$WORK/last.tsv"; LAST_FOREIGN=0
   run_wrk "$scen" "$row" "$size" "$r" main "$duration" "$url" "${h[@]}"
   [ -s "$WORK/last.tsv" ] || return 0
@@ -469,15 +496,20 @@ run_scenario() { # SCEN "sizes..." rows...   (row spec: NAME|PATHPREFIX|HEADERMO
       [ -n "${URL[$sys]:-}" ] || continue
       url="${URL[$sys]}$path/$size"
       curl -s -o /dev/null --max-time 5 "$url"; curl -s -o /dev/null --max-time 5 "$url"
+      # hdr: the one request header field a row sends, if any
+      local tag=""
       case "$hmode" in
-        own) hdr[$row]=$(header_of "$url" etag) ;;            # the ETag this system returns
-        etagate) hdr[$row]=""                                 # the ETag etagate computed
-                 [ -n "${URL[etagate]:-}" ] && hdr[$row]=$(header_of "${URL[etagate]}$path/$size" etag) ;;
+        own) tag=$(header_of "$url" etag) ;;                  # the ETag this system returns
+        etagate) [ -n "${URL[etagate]:-}" ] && tag=$(header_of "${URL[etagate]}$path/$size" etag) ;;
+      esac
+      case "$hmode" in
+        own|etagate) hdr[$row]=${tag:+If-None-Match: $tag}
+                     [ -z "$tag" ] && warn "$scen $row $size: no ETag to revalidate with" ;;
+        ae) hdr[$row]="Accept-Encoding: gzip, br" ;;
         *) hdr[$row]="" ;;
       esac
       local -a h=()
-      [ -n "${hdr[$row]}" ] && h=(-H "If-None-Match: ${hdr[$row]}")
-      [ "$hmode" != none ] && [ -z "${hdr[$row]}" ] && warn "$scen $row $size: no ETag to revalidate with"
+      [ -n "${hdr[$row]}" ] && h=(-H "${hdr[$row]}")
       # What the system answers, and whether the origin was asked.
       local st; st=$(status_of "${h[@]}" "$url")
       case "$scen" in
@@ -497,6 +529,10 @@ run_scenario() { # SCEN "sizes..." rows...   (row spec: NAME|PATHPREFIX|HEADERMO
         S5) if [ "$sys" = etagate ]; then check "$scen $row $size status" 304 "$st"
             else note check "$scen $row $size status: $st (no validator from the origin: 200 expected)"; fi
             check "$scen $row $size origin requests for 3 revalidations" 0 "$(origin_delta "${h[@]}" "$url")" ;;
+        S6) check "$scen $row $size status" 200 "$st"
+            check "$scen $row $size origin requests for 3 hits" 0 "$(origin_delta "${h[@]}" "$url")"
+            local want_coding=gzip; [ "$sys" = etagate ] && want_coding=br
+            check "$scen $row $size Content-Encoding" "$want_coding" "$(header_of "$url" content-encoding "${h[@]}")" ;;
       esac
       [ "$smoke" = 0 ] && run_wrk "$scen" "$row" "$size" 0 warm "$warm_duration" "$url" "${h[@]}"
       active+=("$row|$url")
@@ -531,7 +567,7 @@ run_scenario() { # SCEN "sizes..." rows...   (row spec: NAME|PATHPREFIX|HEADERMO
       for spec in "${active[@]}"; do
         row=${spec%%|*}; url=${spec#*|}
         local -a h=()
-        [ -n "${hdr[$row]}" ] && h=(-H "If-None-Match: ${hdr[$row]}")
+        [ -n "${hdr[$row]}" ] && h=(-H "${hdr[$row]}")
         run_wrk "$scen" "$row" "$size" 1 count "$count_duration" "$url" "${h[@]}"
       done
     fi
@@ -543,11 +579,13 @@ started=$(date +%s)
 # S1: cache hit, 200.            S2: 304 from the cache, each system's own ETag.
 # S3: uncacheable (private) pass-through.  S4: no-store pass-through.
 # S5: no validators at the origin, clients send etagate's ETag.
+# S6: cache hit of text for a client that accepts gzip and br (ATS has no compression here).
 want_scenario S1 && run_scenario S1 "${sizes[*]}" "etagate|/v|none" "nginx|/v|none" "varnish|/v|none" "ats|/v|none" "ceiling|/v|none"
 want_scenario S2 && run_scenario S2 "${sizes[*]}" "etagate|/v|own" "nginx|/v|own" "varnish|/v|own" "ats|/v|own" "ceiling|/v|own"
 want_scenario S3 && run_scenario S3 "${pass_sizes[*]}" "etagate|/pass|none" "etagate:off|/off/pass|none" "nginx|/pass|none" "varnish|/pass|none" "ats|/pass|none" "ceiling|/pass|none"
 want_scenario S4 && run_scenario S4 "${pass_sizes[*]}" "etagate|/ns|none" "nginx|/ns|none" "varnish|/ns|none" "ats|/ns|none" "ceiling|/ns|none"
 want_scenario S5 && run_scenario S5 "${sizes[*]}" "etagate|/nv|etagate" "nginx|/nv|etagate" "varnish|/nv|etagate" "ats|/nv|etagate"
+want_scenario S6 && run_scenario S6 "${text_sizes[*]}" "etagate|/txt|ae" "nginx|/txt|ae" "varnish|/txt|ae"
 elapsed=$(( $(date +%s) - started ))
 
 # ---------------------------------------------------------------------------------------------
@@ -561,7 +599,7 @@ note version "$(first_line nginx -v)"
 note version "$(first_line varnishd -V)"
 note version "$(traffic_server -V 2>&1 | grep -m1 'Apache Traffic Server' || first_line traffic_server -V)"
 note version "$(first_line wrk -v)"
-note wrk "taskset -c 1 wrk -t1 -c64 -d$duration --latency --timeout 5s -s scripts/bench/stats.lua [-H 'If-None-Match: <ETag>'] URL"
+note wrk "taskset -c 1 wrk -t1 -c64 -d$duration --latency --timeout 5s -s scripts/bench/stats.lua [-H 'If-None-Match: <ETag>' | -H 'Accept-Encoding: gzip, br'] URL"
 note runs "$runs"
 note duration "$duration"
 note elapsed "$elapsed"

@@ -29,6 +29,7 @@ SCEN = {
     "S3": "S3 uncacheable pass-through",
     "S4": "S4 no-store pass-through",
     "S5": "S5 no validators at origin, client revalidates",
+    "S6": "S6 cache hit, compressed (Accept-Encoding: gzip, br)",
 }
 SIZES = ["1k", "16k", "256k"]
 NOISY = 5.0  # percent of the machine's CPU used by other processes during a run
@@ -179,6 +180,38 @@ def build(agg, count, meta):
             md.append(f"| {SIZE_LABEL[s]} | {on['rps']:.0f} | {off['rps']:.0f} | {r:.2f} | "
                       f"{on['p99']:.2f} ms | {off['p99']:.2f} ms |")
             txt.append(f"  {s:>4}: on {on['rps']:.0f} / off {off['rps']:.0f} = {r:.2f}")
+        md.append("")
+
+    # S6: compressed hits.
+    s6sizes = sizes_of(agg, "S6")
+    if s6sizes:
+        md.append("## Compressed cache hits (S6)\n")
+        md.append("Text (`text/html`, this repository's docs and sources) stored in the cache, "
+                  "requested with `Accept-Encoding: gzip, br`. etagate sends Brotli (level 6, "
+                  "compressed once per stored response and kept); nginx `gzip on` in front of "
+                  "`proxy_cache` compresses every response as it sends it (level 1, its "
+                  "default); Varnish stores the gzip (`beresp.do_gzip`, level 6) and sends it. "
+                  "ATS has no compression configured and is left out. Target of issue 16: "
+                  "at least 1.5 times the best peer. CPU ratio: the best peer's CPU per request "
+                  "divided by etagate's (above 1: etagate spends less).\n")
+        md.append("| body | system | req/s | CPU µs/req | bytes/response | req/s ratio | CPU ratio |")
+        md.append("|---|---|---|---|---|---|---|")
+        txt.append("")
+        txt.append("S6 compressed hits:")
+        for size in s6sizes:
+            e = agg.get(("S6", "etagate", size))
+            b = best_peer(agg, "S6", size)
+            peers = [r for r in rows_of(agg, "S6") if r in PEERS and ("S6", r, size) in agg]
+            best_cpu = min((agg[("S6", r, size)]["cpu"] for r in peers), default=0)
+            for row in rows_of(agg, "S6"):
+                a = agg[("S6", row, size)]
+                ratio = cpu_ratio = ""
+                if row == "etagate" and b and a["cpu"]:
+                    ratio = f"{a['rps'] / b[0]:.2f}"
+                    cpu_ratio = f"{best_cpu / a['cpu']:.2f}"
+                    txt.append(f"  {size:>4}: req/s ratio {ratio}, CPU ratio {cpu_ratio}")
+                md.append(f"| {SIZE_LABEL[size]} | {NAMES[row]} | {a['rps']:.0f} | {a['cpu']:.1f} | "
+                          f"{a['bpr']:.0f} | {ratio} | {cpu_ratio} |")
         md.append("")
 
     # S5.

@@ -1,5 +1,6 @@
 //! One stored response.
 
+use crate::http::coding::Coding;
 use crate::http::etag::EntityTag;
 use crate::http::freshness::Freshness;
 use crate::http::vary::VarySpec;
@@ -7,7 +8,7 @@ use bytes::Bytes;
 use pingora_cache::key::HashBinary;
 use pingora_cache::CacheMeta;
 use pingora_http::ResponseHeader;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -77,6 +78,34 @@ pub struct Entry {
     /// Unix seconds at which a hit on this entry last renewed its disk copy's place in the
     /// disk tier's eviction order (0: never).
     disk_used: AtomicU64,
+    /// The body compressed in other codings, each made once on the first request that asked
+    /// for it (`proxy::encoding`). Kept in memory only: a restart compresses again.
+    pub encoded: Encodings,
+    /// The codings being compressed for this entry right now (a bit per coding), so that one
+    /// request compresses and the others do not.
+    compressing: AtomicU8,
+}
+
+/// An entry's encoded bodies, shared by its copies with the same content.
+pub type Encodings = Arc<[Encoded]>;
+
+/// The body of a stored response in one coding.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub coding: Coding,
+    /// The level it was compressed at (a route whose level changes compresses again).
+    pub level: i32,
+    /// `None`: compressing did not make it smaller, so this coding is never sent for it.
+    pub body: Option<Bytes>,
+    /// The BLAKE3 hash of `body`, which its tag names (`http::etag::encoded_etag`).
+    pub hash: blake3::Hash,
+}
+
+/// Bytes charged per encoding beyond its body.
+const ENCODED_OVERHEAD: usize = 96;
+
+fn no_encodings() -> Encodings {
+    Arc::from(Vec::<Encoded>::new())
 }
 
 /// Seconds since the epoch (1 on a clock before it, so 0 keeps meaning "never").
@@ -91,6 +120,21 @@ fn unix_secs() -> u64 {
 const DISK_USE_INTERVAL_SECS: u64 = 10;
 /// How long a background refresh may run before another request may start one.
 const REFRESH_TIMEOUT_SECS: u64 = 30;
+
+fn coding_bit(c: Coding) -> u8 {
+    match c {
+        Coding::Identity => 0,
+        Coding::Gzip => 1,
+        Coding::Br => 2,
+        Coding::Zstd => 4,
+    }
+}
+
+fn encodings_weight(e: &[Encoded]) -> usize {
+    e.iter()
+        .map(|e| e.body.as_ref().map_or(0, Bytes::len) + ENCODED_OVERHEAD)
+        .sum()
+}
 
 fn header_weight(h: &ResponseHeader) -> usize {
     h.headers
@@ -126,6 +170,81 @@ impl Entry {
             weight,
             refresh_started: AtomicU64::new(0),
             disk_used: AtomicU64::new(0),
+            encoded: no_encodings(),
+            compressing: AtomicU8::new(0),
+        }
+    }
+
+    /// Claim the compression of this entry's body in `coding`; false if another request
+    /// holds the claim.
+    pub fn claim_compression(&self, coding: Coding) -> bool {
+        let bit = coding_bit(coding);
+        self.compressing.fetch_or(bit, Ordering::AcqRel) & bit == 0
+    }
+
+    /// Give up a claim that produced nothing to keep.
+    pub fn release_compression(&self, coding: Coding) {
+        self.compressing
+            .fetch_and(!coding_bit(coding), Ordering::AcqRel);
+    }
+
+    /// The entry with its encoded bodies (a copy with the same content), weighed with them.
+    fn with_encodings(mut self, encoded: Encodings) -> Entry {
+        self.weight = self.weight - encodings_weight(&self.encoded) + encodings_weight(&encoded);
+        self.encoded = encoded;
+        self
+    }
+
+    /// The encoding of this entry's body in `coding` at `level`, if it was made.
+    pub fn encoding(&self, coding: Coding, level: i32) -> Option<&Encoded> {
+        self.encoded
+            .iter()
+            .find(|e| e.coding == coding && e.level == level)
+    }
+
+    /// The same response with one more encoding of its body (replacing one in the same coding
+    /// at another level).
+    pub fn encoded_as(&self, add: Encoded) -> Entry {
+        let mut encoded: Vec<Encoded> = self
+            .encoded
+            .iter()
+            .filter(|e| e.coding != add.coding)
+            .cloned()
+            .collect();
+        encoded.push(add);
+        let mut e = Entry::new(
+            self.id,
+            self.header.clone(),
+            self.body.clone(),
+            self.freshness,
+            self.variance,
+            self.vary.clone(),
+            self.etag_computed,
+        )
+        .labelled(self.tags.clone(), self.url.clone())
+        .with_encodings(Arc::from(encoded));
+        e.created = self.created;
+        // the same response: a refresh under way and its place on disk stay as they were
+        e.refresh_started = AtomicU64::new(self.refresh_started.load(Ordering::Acquire));
+        e.disk_used = AtomicU64::new(self.disk_used.load(Ordering::Relaxed));
+        e
+    }
+
+    /// The entry with the encodings of `previous`, when it is the same content (equal
+    /// content tags, computed by etagate): a response fetched again in full because its origin
+    /// gives no validators keeps what was compressed of it.
+    pub fn carrying_encodings_of(self, previous: &Entry) -> Entry {
+        let same = self.etag_computed
+            && previous.etag_computed
+            && self.body.len() == previous.body.len()
+            && self.header.headers.get(http::header::ETAG).is_some()
+            && self.header.headers.get(http::header::ETAG)
+                == previous.header.headers.get(http::header::ETAG);
+        if same && !previous.encoded.is_empty() {
+            let encoded = previous.encoded.clone();
+            self.with_encodings(encoded)
+        } else {
+            self
         }
     }
 
@@ -167,7 +286,8 @@ impl Entry {
         .labelled(
             policy.tags.clone(),
             policy.url.clone().or_else(|| self.url.clone()),
-        );
+        )
+        .with_encodings(self.encoded.clone());
         e.created = self.created;
         e
     }
@@ -185,7 +305,8 @@ impl Entry {
             self.vary.clone(),
             self.etag_computed,
         )
-        .labelled(self.tags.clone(), self.url.clone());
+        .labelled(self.tags.clone(), self.url.clone())
+        .with_encodings(self.encoded.clone());
         e.created = self.created;
         e
     }

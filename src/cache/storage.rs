@@ -655,6 +655,39 @@ impl MemStore {
     /// Replace the stored variant `old` with `new`, only if `old` is still stored: a response
     /// purged, replaced or soft-purged meanwhile is not brought back. False when it is gone.
     pub fn replace(&self, primary: &HashBinary, old: &Arc<Entry>, new: Arc<Entry>) -> bool {
+        let replaced = self.replace_here(primary, old, new.clone());
+        if replaced {
+            if let Some(d) = self.disk() {
+                d.write(*primary, &new);
+            }
+        }
+        replaced
+    }
+
+    /// [`MemStore::replace`] with a copy that differs only in its encoded bodies, which the disk
+    /// tier does not keep.
+    pub fn keep_encoded(&self, primary: &HashBinary, old: &Arc<Entry>, new: Arc<Entry>) -> bool {
+        let grew = new.weight > old.weight;
+        let kept = self.replace_here(primary, old, new);
+        if kept && grew {
+            // A replacement in place changes the weight without evicting (quick_cache evicts
+            // on insert): setting the same capacity again evicts whatever is now over it.
+            self.index.set_capacity(self.index.capacity());
+        }
+        kept
+    }
+
+    /// The stored variant of `primary` with this variance, without counting it as used.
+    fn variant(&self, primary: &HashBinary, variance: Option<HashBinary>) -> Option<Arc<Entry>> {
+        let slot = self.index.peek(primary)?;
+        slot.variants
+            .iter()
+            .find(|e| e.variance == variance)
+            .cloned()
+    }
+
+    /// [`MemStore::replace`] in this tier only.
+    fn replace_here(&self, primary: &HashBinary, old: &Arc<Entry>, new: Arc<Entry>) -> bool {
         self.tags.add(primary, &new.tags);
         let mut replaced = false;
         let result = self.index.entry(primary, None, |_, slot: &mut Arc<Slot>| {
@@ -681,9 +714,6 @@ impl MemStore {
         }
         if replaced {
             self.tags.remove(primary, &old.tags);
-            if let Some(d) = self.disk() {
-                d.write(*primary, &new);
-            }
         } else {
             self.tags.remove(primary, &new.tags);
         }
@@ -699,14 +729,25 @@ impl MemStore {
         header: pingora_http::ResponseHeader,
         policy: &FillPolicy,
     ) -> bool {
-        let Some(slot) = self.index.peek(primary) else {
-            return false;
-        };
-        let Some(old) = slot.variants.iter().find(|e| e.variance == variance) else {
-            return false;
-        };
-        let updated = Arc::new(old.revalidated(self.next_id(), header, policy));
-        self.replace(primary, old, updated)
+        // A copy that only gained an encoding may take the variant's place meanwhile: then
+        // update that one (a purge, or new content, leaves no variant or another response).
+        for _ in 0..3 {
+            let Some(old) = self.variant(primary, variance) else {
+                return false;
+            };
+            let updated = Arc::new(old.revalidated(self.next_id(), header.clone(), policy));
+            if self.replace(primary, &old, updated) {
+                return true;
+            }
+            // Only an encoding may have changed (a soft purge keeps the id but not this).
+            let only_encoded = |now: Arc<Entry>| {
+                now.id == old.id && now.freshness.invalidated == old.freshness.invalidated
+            };
+            if !self.variant(primary, variance).is_some_and(only_encoded) {
+                return false;
+            }
+        }
+        false
     }
 
     fn reserve(&self, n: usize) -> bool {
@@ -973,7 +1014,7 @@ impl HandleMiss for MemMiss {
         }
         let mut body = std::mem::take(&mut self.body);
         body.shrink_to_fit();
-        let entry = Entry::new(
+        let mut entry = Entry::new(
             self.store.next_id(),
             header,
             Bytes::from(body),
@@ -983,6 +1024,9 @@ impl HandleMiss for MemMiss {
             computed,
         )
         .labelled(policy.tags.clone(), policy.url.clone());
+        if let Some(previous) = self.store.variant(&self.primary, self.variance) {
+            entry = entry.carrying_encodings_of(&previous);
+        }
         let (id, weight) = (entry.id, entry.weight);
         self.store.insert(self.primary, Arc::new(entry));
         self.store.release(self.reserved);

@@ -415,9 +415,88 @@ fn routes(
             },
             debug_headers: rc.debug_headers,
             tags: tags(&rc.tags, &base, r),
+            compression: compression(&rc.compression, &base, r),
         });
     }
     out
+}
+
+fn compression(
+    c: &schema::RouteCompressionConf,
+    base: &str,
+    r: &mut Reporter,
+) -> Option<CompressionPolicy> {
+    use crate::http::coding::Coding;
+    use crate::http::compressible::{MediaPattern, Rules};
+    use crate::http::encode::{valid_levels, Levels};
+    let mut codings = Vec::new();
+    for (j, c) in c.codings.iter().enumerate() {
+        let coding = match c {
+            schema::CodingConf::Br => Coding::Br,
+            schema::CodingConf::Zstd => Coding::Zstd,
+            schema::CodingConf::Gzip => Coding::Gzip,
+        };
+        if codings.contains(&coding) {
+            r.at_value(
+                &format!("{base}.compression.codings[{j}]"),
+                format!("{} is listed twice; remove one", coding.token()),
+            );
+            continue;
+        }
+        codings.push(coding);
+    }
+    let mut types = Vec::new();
+    for (j, t) in c.types.iter().enumerate() {
+        match MediaPattern::parse(t) {
+            Some(p) => types.push(p),
+            None => r.at_value(
+                &format!("{base}.compression.types[{j}]"),
+                format!(
+                    "'{t}' is not a media range; write it like text/html, text/* or application/*+json"
+                ),
+            ),
+        }
+    }
+    let mut levels = |given: &schema::LevelsConf, key: &str, default: Levels| {
+        let mut one = |v: Option<i64>, coding: Coding, name: &str| -> i32 {
+            let Some(v) = v else {
+                return default.of(coding);
+            };
+            let ok = valid_levels(coding);
+            if v < i64::from(*ok.start()) || v > i64::from(*ok.end()) {
+                r.at_value(
+                    &format!("{base}.compression.{key}.{name}"),
+                    format!(
+                        "{name} level {v} is out of range; use {} to {}",
+                        ok.start(),
+                        ok.end()
+                    ),
+                );
+                return default.of(coding);
+            }
+            v as i32
+        };
+        Levels {
+            gzip: one(given.gzip, Coding::Gzip, "gzip") as u32,
+            br: one(given.br, Coding::Br, "br") as u32,
+            zstd: one(given.zstd, Coding::Zstd, "zstd"),
+        }
+    };
+    let stored_levels = levels(&c.stored_levels, "stored_levels", Levels::STORED);
+    let per_request_levels = levels(
+        &c.per_request_levels,
+        "per_request_levels",
+        Levels::PER_REQUEST,
+    );
+    (c.enabled && !codings.is_empty()).then(|| CompressionPolicy {
+        codings,
+        rules: Rules {
+            types,
+            min_size: c.min_size.as_u64(),
+        },
+        stored_levels,
+        per_request_levels,
+    })
 }
 
 fn tags(t: &schema::RouteTagsConf, base: &str, r: &mut Reporter) -> TagPolicy {

@@ -94,6 +94,7 @@ pub fn quick_mode(
             cache: Default::default(),
             debug_headers: false,
             tags: Default::default(),
+            compression: Default::default(),
         }],
         cache: Default::default(),
         etag: Default::default(),

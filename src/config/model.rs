@@ -4,6 +4,9 @@
 //! handles) is done when the runtime instantiates it.
 
 use super::locate::SpanIndex;
+use crate::http::coding::Coding;
+use crate::http::compressible::Rules;
+use crate::http::encode::Levels;
 use crate::http::tags::TagHeader;
 pub use crate::http::targeted::Targets;
 use std::collections::BTreeMap;
@@ -206,6 +209,18 @@ pub struct RouteSpec {
     pub cache: CachePolicy,
     pub debug_headers: bool,
     pub tags: TagPolicy,
+    /// `None`: the route compresses nothing.
+    pub compression: Option<CompressionPolicy>,
+}
+
+/// Per-route compression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompressionPolicy {
+    /// The codings produced, in the server's order of preference.
+    pub codings: Vec<Coding>,
+    pub rules: Rules,
+    pub stored_levels: Levels,
+    pub per_request_levels: Levels,
 }
 
 /// Per-route cache tags.

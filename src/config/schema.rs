@@ -176,6 +176,92 @@ pub struct RouteConf {
     /// Cache tags: which origin response headers name them, and whether clients see them.
     #[serde(default)]
     pub tags: RouteTagsConf,
+    /// Compression of responses for clients that accept it (`docs/compression.md`).
+    #[serde(default)]
+    pub compression: RouteCompressionConf,
+}
+
+/// A content coding etagate produces.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CodingConf {
+    Zstd,
+    Br,
+    Gzip,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteCompressionConf {
+    /// Compress responses for clients whose `Accept-Encoding` allows. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The codings produced, in the server's order of preference. Default `[zstd, br, gzip]`.
+    #[serde(default = "default_codings")]
+    pub codings: Vec<CodingConf>,
+    /// Media ranges compressed (`type/subtype`, `type/*`, `type/*+suffix`). Default: text and
+    /// structured text formats (`docs/compression.md`).
+    #[serde(default = "default_compress_types")]
+    pub types: Vec<String>,
+    /// Smaller bodies are sent as they are. Default 1KiB.
+    #[serde(default = "default_compress_min_size")]
+    pub min_size: ByteSize,
+    /// Levels for a stored response, compressed once and kept. Default gzip 9, br 6, zstd 9.
+    #[serde(default = "default_stored_levels")]
+    pub stored_levels: LevelsConf,
+    /// Levels for a response compressed for one request (not stored, or streamed). Default
+    /// gzip 6, br 4, zstd 3.
+    #[serde(default = "default_per_request_levels")]
+    pub per_request_levels: LevelsConf,
+}
+
+impl Default for RouteCompressionConf {
+    fn default() -> Self {
+        RouteCompressionConf {
+            enabled: true,
+            codings: default_codings(),
+            types: default_compress_types(),
+            min_size: default_compress_min_size(),
+            stored_levels: default_stored_levels(),
+            per_request_levels: default_per_request_levels(),
+        }
+    }
+}
+
+/// A level per coding; a coding not given keeps its default.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LevelsConf {
+    pub gzip: Option<i64>,
+    pub br: Option<i64>,
+    pub zstd: Option<i64>,
+}
+
+fn default_codings() -> Vec<CodingConf> {
+    vec![CodingConf::Zstd, CodingConf::Br, CodingConf::Gzip]
+}
+
+fn default_compress_types() -> Vec<String> {
+    crate::http::compressible::DEFAULT_TYPES
+        .iter()
+        .map(|t| t.to_string())
+        .collect()
+}
+
+fn default_compress_min_size() -> ByteSize {
+    ByteSize::b(crate::http::compressible::DEFAULT_MIN_SIZE)
+}
+
+fn default_stored_levels() -> LevelsConf {
+    LevelsConf {
+        gzip: None,
+        br: None,
+        zstd: None,
+    }
+}
+
+fn default_per_request_levels() -> LevelsConf {
+    default_stored_levels()
 }
 
 /// A response header that carries cache tags.

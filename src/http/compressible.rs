@@ -19,8 +19,12 @@
 //! response a GET gets, so it gets the same header fields.
 
 use super::cache_control::directives;
-use super::coding::ContentEncoding;
-use http::header::{HeaderMap, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, VARY};
+use super::coding::{Coding, ContentEncoding};
+use http::header::{
+    HeaderMap, HeaderValue, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG,
+    VARY,
+};
+use pingora_http::ResponseHeader;
 
 /// The media types a route compresses unless it lists its own: text, and the structured text
 /// formats served as `application/*` (JSON, JavaScript, XML and their `+json` / `+xml`
@@ -234,6 +238,46 @@ pub fn merge_vary(existing: &HeaderMap) -> HeaderValue {
     // Every member comes from a valid field value and the separator is visible ASCII, so this
     // cannot fail; `*` would be the safe answer if it did (no response selected for another).
     HeaderValue::from_bytes(&members.join(&b", "[..])).unwrap_or(HeaderValue::from_static("*"))
+}
+
+/// Fields that carry a digest of the content's bytes.
+const DIGESTS: [&str; 4] = ["content-digest", "repr-digest", "digest", "content-md5"];
+
+/// Turn the header fields of a response etagate may compress into those of its representation
+/// in `coding`: `Vary` merged ([`merge_vary`]) whatever the coding; for a compressed coding,
+/// `Content-Encoding` set, `Content-Length` removed (the sender frames the encoded body) and
+/// the `ETag` replaced by `tag`, the encoded representation's own. Without one (a body
+/// compressed while it streams, or a tag that is not etagate's), a strong `ETag` is weakened:
+/// it names the identity bytes, and a strong validator must change with the bytes (RFC 9110
+/// §8.8.1), while a weak one only asserts the same content, which still holds.
+pub fn represent(
+    resp: &mut ResponseHeader,
+    coding: Coding,
+    tag: Option<HeaderValue>,
+) -> pingora_error::Result<()> {
+    // Through `ResponseHeader`'s own methods: it keeps the case of field names beside the map.
+    let vary = merge_vary(&resp.headers);
+    resp.insert_header(VARY, vary)?;
+    if coding == Coding::Identity {
+        return Ok(());
+    }
+    resp.insert_header(CONTENT_ENCODING, coding.token())?;
+    resp.remove_header(&CONTENT_LENGTH);
+    // Digests of the identity bytes (RFC 9530, and the obsolete ones) would not match.
+    for name in DIGESTS {
+        resp.remove_header(name);
+    }
+    let tag = tag.or_else(|| {
+        let b = resp.headers.get(ETAG)?.as_bytes();
+        if b.starts_with(b"W/") {
+            return None;
+        }
+        HeaderValue::from_bytes(&[b"W/", b].concat()).ok()
+    });
+    if let Some(t) = tag {
+        resp.insert_header(ETAG, t)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -554,5 +598,81 @@ mod tests {
         };
         let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
         assert_eq!(names, ["accept", "accept-encoding", "origin"]);
+    }
+
+    #[test]
+    fn a_representations_header_fields() {
+        let get = |h: &HeaderMap, n| h.get(n).map(|v| v.to_str().expect("ascii").to_string());
+        type Row<'a> = (
+            &'a [(&'a str, &'a str)],
+            Coding,
+            Option<&'a str>,
+            [Option<&'a str>; 4],
+        );
+        // (response fields, coding, new tag) -> [Vary, Content-Encoding, Content-Length, ETag]
+        let rows: [Row; 5] = [
+            (
+                &[("etag", "\"b3-X\""), ("content-length", "9")],
+                Coding::Identity,
+                None,
+                [Some("Accept-Encoding"), None, Some("9"), Some("\"b3-X\"")],
+            ),
+            (
+                &[
+                    ("etag", "\"b3-X\""),
+                    ("content-length", "9"),
+                    ("vary", "Origin"),
+                ],
+                Coding::Gzip,
+                Some("\"b3-X.gz.Z\""),
+                [
+                    Some("Origin, Accept-Encoding"),
+                    Some("gzip"),
+                    None,
+                    Some("\"b3-X.gz.Z\""),
+                ],
+            ),
+            (
+                &[("etag", "\"origin\"")],
+                Coding::Br,
+                None,
+                [
+                    Some("Accept-Encoding"),
+                    Some("br"),
+                    None,
+                    Some("W/\"origin\""),
+                ],
+            ),
+            (
+                &[("etag", "W/\"origin\"")],
+                Coding::Zstd,
+                None,
+                [
+                    Some("Accept-Encoding"),
+                    Some("zstd"),
+                    None,
+                    Some("W/\"origin\""),
+                ],
+            ),
+            (
+                &[],
+                Coding::Zstd,
+                None,
+                [Some("Accept-Encoding"), Some("zstd"), None, None],
+            ),
+        ];
+        for (fields, coding, tag, want) in rows {
+            let mut r = ResponseHeader::build(200, None).expect("build");
+            for (k, v) in fields {
+                r.append_header(k.to_string(), *v).expect("field");
+            }
+            represent(&mut r, coding, tag.map(HeaderValue::from_static)).expect("represent");
+            let got = [VARY, CONTENT_ENCODING, CONTENT_LENGTH, ETAG].map(|n| get(&r.headers, n));
+            assert_eq!(
+                got,
+                want.map(|v| v.map(str::to_string)),
+                "{fields:?} {coding:?}"
+            );
+        }
     }
 }

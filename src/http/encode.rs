@@ -1,5 +1,6 @@
-//! Encoding a complete identity body in one of etagate's codings, at a level
-//! ([`encode`]), and the levels a route uses ([`Levels`]).
+//! Encoding an identity body in one of etagate's codings, at a level: a complete one
+//! ([`encode`]) or one that streams ([`StreamEncoder`]); and the levels a route uses
+//! ([`Levels`]).
 //!
 //! The output is a function of the input, the coding and the level alone: the gzip header
 //! carries no time, no name and the "unknown" operating system, brotli and zstd run
@@ -22,17 +23,19 @@ pub struct Levels {
 }
 
 impl Levels {
-    /// For a response compressed once and stored: measured in `docs/performance-notes.md`
-    /// ("Compression levels"), the highest levels whose cost stays small next to fetching
-    /// the response at all.
+    /// For a response compressed once and stored (and for the miss that stores it): measured
+    /// in `docs/compression.md` ("Levels"), the best ratio at no more than about 35 µs of CPU
+    /// per KiB, so that compressing a stored response costs a few milliseconds, once. Brotli
+    /// 11 would send 11 % fewer bytes but costs 1.3 ms per KiB, which the first request would
+    /// wait for (a route can still ask for it).
     pub const STORED: Levels = Levels {
         gzip: 9,
-        br: 11,
-        zstd: 19,
+        br: 6,
+        zstd: 9,
     };
 
     /// For a response compressed for each request (not stored): levels whose cost per KiB
-    /// stays near the cost of proxying it.
+    /// stays near the cost of proxying it (under 20 µs per KiB).
     pub const PER_REQUEST: Levels = Levels {
         gzip: 6,
         br: 4,
@@ -88,6 +91,94 @@ pub fn encode(coding: Coding, level: i32, input: &[u8]) -> io::Result<Vec<u8>> {
             Ok(out)
         }
         Coding::Zstd => zstd::bulk::compress(input, level),
+    }
+}
+
+/// An encoder fed a body piece by piece, for a response compressed while it streams (one too
+/// large to hold back, or one etagate does not hold back at all).
+pub struct StreamEncoder(Stream);
+
+enum Stream {
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Br(Box<brotli::CompressorWriter<Vec<u8>>>),
+    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
+}
+
+impl StreamEncoder {
+    /// An encoder for `coding` at `level` (clamped like [`encode`]); `None` for identity.
+    pub fn new(coding: Coding, level: i32) -> io::Result<Option<StreamEncoder>> {
+        let r = valid_levels(coding);
+        let level = level.clamp(*r.start(), *r.end());
+        Ok(Some(StreamEncoder(match coding {
+            Coding::Identity => return Ok(None),
+            Coding::Gzip => Stream::Gzip(
+                flate2::GzBuilder::new()
+                    .operating_system(255)
+                    .write(Vec::new(), flate2::Compression::new(level as u32)),
+            ),
+            Coding::Br => {
+                let params = brotli::enc::BrotliEncoderParams {
+                    quality: level,
+                    lgwin: 22,
+                    ..Default::default()
+                };
+                Stream::Br(Box::new(brotli::CompressorWriter::with_params(
+                    Vec::new(),
+                    16 << 10,
+                    &params,
+                )))
+            }
+            Coding::Zstd => Stream::Zstd(zstd::stream::write::Encoder::new(Vec::new(), level)?),
+        })))
+    }
+
+    /// Compress one more piece; what the compressor has output so far (often nothing: it
+    /// gathers a block before writing one).
+    pub fn push(&mut self, piece: &[u8]) -> io::Result<Vec<u8>> {
+        let out = match &mut self.0 {
+            Stream::Gzip(w) => {
+                w.write_all(piece)?;
+                w.get_mut()
+            }
+            Stream::Br(w) => {
+                w.write_all(piece)?;
+                w.get_mut()
+            }
+            Stream::Zstd(w) => {
+                w.write_all(piece)?;
+                w.get_mut()
+            }
+        };
+        Ok(std::mem::take(out))
+    }
+
+    /// Push out what the compressor holds (at a small cost in ratio), so that a response
+    /// whose origin writes it piece by piece reaches the client piece by piece.
+    pub fn flush(&mut self) -> io::Result<Vec<u8>> {
+        let out = match &mut self.0 {
+            Stream::Gzip(w) => {
+                w.flush()?;
+                w.get_mut()
+            }
+            Stream::Br(w) => {
+                w.flush()?;
+                w.get_mut()
+            }
+            Stream::Zstd(w) => {
+                w.flush()?;
+                w.get_mut()
+            }
+        };
+        Ok(std::mem::take(out))
+    }
+
+    /// End the stream: the rest of the output.
+    pub fn finish(self) -> io::Result<Vec<u8>> {
+        match self.0 {
+            Stream::Gzip(w) => w.finish(),
+            Stream::Br(w) => Ok(w.into_inner()),
+            Stream::Zstd(w) => w.finish(),
+        }
     }
 }
 
@@ -157,6 +248,32 @@ mod tests {
                 assert!(valid_levels(c).contains(&levels.of(c)), "{levels:?} {c:?}");
             }
         }
+    }
+
+    #[test]
+    fn streaming_gives_a_stream_that_decodes_to_the_input() {
+        let input = page();
+        for coding in Coding::COMPRESSED {
+            let mut enc = StreamEncoder::new(coding, 5)
+                .expect("new")
+                .expect("an encoder");
+            let mut out = Vec::new();
+            for (i, piece) in input.chunks(1000).enumerate() {
+                out.extend(enc.push(piece).expect("push"));
+                if i % 2 == 0 {
+                    let flushed = enc.flush().expect("flush");
+                    assert!(!flushed.is_empty(), "{coding:?}: a flush gives output");
+                    out.extend(flushed);
+                }
+            }
+            out.extend(enc.finish().expect("finish"));
+            assert!(out.len() < input.len() / 3, "{coding:?}");
+            let back = decode(coding, &out, &Limits::DEFAULT).expect("decode");
+            assert!(back == input, "{coding:?}");
+        }
+        assert!(StreamEncoder::new(Coding::Identity, 1)
+            .expect("new")
+            .is_none());
     }
 
     #[test]

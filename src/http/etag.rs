@@ -4,8 +4,12 @@
 //! hash of the body bytes sent + `"`, e.g. `"b3-5Hd2Lx7mQ0aNf3d2Ybv4Sg"`. 128 bits make a
 //! collision between two versions of one resource negligible; the `b3-` prefix lets etagate
 //! recognise its own tags (an origin cannot validate them, so they are never sent upstream).
-//! etagate applies no content-coding itself, so for an identity response the bytes hashed are
-//! exactly the bytes sent.
+//! For an identity response the bytes hashed are exactly the bytes sent.
+//!
+//! A representation etagate compresses itself (`docs/compression.md`) gets the strong tag
+//! `"b3-X.gz.Z"` ([`encoded_etag`]): `X` is the identity content's, `Z` names the encoded
+//! bytes. `If-None-Match` matches any representation of the same content ([`same_content`]);
+//! `If-Match` and `If-Range` compare exactly, representation by representation.
 //!
 //! A response the origin encoded itself (`Content-Encoding: gzip`, `br` or `zstd`) is tagged by
 //! its decoded content instead ([`decoded_etag`]): `W/"b3-X.gz"`, `.br`, `.zst`. Origins send
@@ -136,18 +140,18 @@ impl<'a> TagList<'a> {
         }
     }
 
-    /// RFC 9110 §13.1.2: If-None-Match uses the weak comparison.
+    /// RFC 9110 §13.1.2: If-None-Match uses the weak comparison. Two of etagate's own tags
+    /// also match when they name the same content in different codings ([`same_content`]).
     pub fn matches_weak(&self, current: Option<&EntityTag<'_>>) -> bool {
         match (self, current) {
             (TagList::Any, c) => c.is_some(),
-            (TagList::Tags(tags), Some(c)) => tags.iter().any(|t| t.weak_eq(c)),
+            (TagList::Tags(tags), Some(c)) => {
+                tags.iter().any(|t| t.weak_eq(c) || same_content(t, c))
+            }
             (TagList::Tags(_), None) => false,
         }
     }
 }
-
-/// The prefix of every tag etagate computes.
-const CONTENT_TAG_PREFIX: &[u8] = b"\"b3-";
 
 /// The strong ETag etagate gives a body whose BLAKE3 hash is `hash`.
 pub fn content_etag(hash: &blake3::Hash) -> String {
@@ -205,28 +209,116 @@ pub fn computed_etag<B: AsRef<[u8]>>(
     content_etag(bytes_hash)
 }
 
+/// Length of the content part `X` of a tag (16 bytes of BLAKE3, base64url).
+const CONTENT_LEN: usize = 22;
+/// Length of the part naming an encoded representation's bytes (6 bytes of BLAKE3, base64url).
+const BYTES_LEN: usize = 8;
+
+/// The strong tag of the representation etagate encoded in `coding` from content whose
+/// identity tag is `identity` (a [`content_etag`]), whose encoded bytes hash to `encoded`:
+/// `"b3-X.gz.Z"`, `.br.Z`, `.zst.Z`.
+///
+/// `X` is the identity content's, so every representation of one content shares it (and an
+/// `If-None-Match` holding any of them matches, [`same_content`]); `Z` names the encoded bytes
+/// themselves (48 bits of their BLAKE3 hash), so the tag changes whenever those bytes do, as
+/// a strong validator must (RFC 9110 §8.8.1): after a change of level or of compressor
+/// version, `If-Match` and `If-Range` fail rather than splice two encodings. `None` when
+/// `identity` is not an identity content tag.
+pub fn encoded_etag(identity: &[u8], coding: Coding, encoded: &blake3::Hash) -> Option<String> {
+    let parts = tag_parts(identity)?;
+    if parts.weak || parts.coding.is_some() || coding == Coding::Identity {
+        return None;
+    }
+    let mut s = String::with_capacity(4 + CONTENT_LEN + 5 + BYTES_LEN + 1);
+    s.push_str("\"b3-");
+    s.push_str(std::str::from_utf8(parts.content).ok()?);
+    s.push('.');
+    s.push_str(coding.tag_suffix());
+    s.push('.');
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode_string(&encoded.as_bytes()[..6], &mut s);
+    s.push('"');
+    Some(s)
+}
+
 fn is_b64url(v: &[u8]) -> bool {
     v.iter()
         .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Whether an `ETag` value is one etagate computed (and the origin therefore cannot validate):
-/// a strong content tag, or a weak decoded-content tag.
-pub fn is_content_etag(v: &[u8]) -> bool {
-    const BASE: usize = 22;
-    if let Some(rest) = v.strip_prefix(b"W/\"b3-") {
-        let Some(inner) = rest.strip_suffix(b"\"") else {
-            return false;
-        };
-        return inner.len() > BASE + 1
-            && is_b64url(&inner[..BASE])
-            && inner[BASE] == b'.'
-            && Coding::from_tag_suffix(&inner[BASE + 1..]).is_some();
+/// The parts of one of etagate's tags.
+struct TagParts<'a> {
+    weak: bool,
+    /// `X`: the identity content's hash.
+    content: &'a [u8],
+    /// The coding after `X`: the origin's (a weak decoded tag) or etagate's (a strong encoded
+    /// tag); `None` for identity.
+    coding: Option<Coding>,
+}
+
+/// Read an `ETag` value as one of etagate's three shapes: `"b3-X"` (identity content),
+/// `W/"b3-X.gz"` (content the origin encoded), `"b3-X.gz.Z"` (content etagate encoded).
+fn tag_parts(v: &[u8]) -> Option<TagParts<'_>> {
+    let t = EntityTag::parse(v)?;
+    if t.opaque.len() != v.len() - 2 - if t.weak { 2 } else { 0 } {
+        return None; // whitespace around it: not a value etagate wrote
     }
-    v.len() == 27
-        && v.starts_with(CONTENT_TAG_PREFIX)
-        && v.ends_with(b"\"")
-        && is_b64url(&v[CONTENT_TAG_PREFIX.len()..26])
+    opaque_parts(&t)
+}
+
+fn opaque_parts<'a>(t: &EntityTag<'a>) -> Option<TagParts<'a>> {
+    let rest = t.opaque.strip_prefix(b"b3-")?;
+    if rest.len() < CONTENT_LEN || !is_b64url(&rest[..CONTENT_LEN]) {
+        return None;
+    }
+    let (content, tail) = rest.split_at(CONTENT_LEN);
+    let coding = match tail {
+        // etagate writes identity tags strong only
+        [] if t.weak => return None,
+        [] => None,
+        [b'.', tail @ ..] => {
+            let (suffix, bytes) = match tail.iter().position(|&b| b == b'.') {
+                Some(p) => (&tail[..p], Some(&tail[p + 1..])),
+                None => (tail, None),
+            };
+            let coding = Coding::from_tag_suffix(suffix)?;
+            match bytes {
+                // decoded content: weak; encoded by etagate: strong, with the bytes named
+                None if t.weak => {}
+                Some(z) if !t.weak && z.len() == BYTES_LEN && is_b64url(z) => {}
+                _ => return None,
+            }
+            Some(coding)
+        }
+        _ => return None,
+    };
+    Some(TagParts {
+        weak: t.weak,
+        content,
+        coding,
+    })
+}
+
+/// Whether two tags are etagate's and name the same content, whatever coding each
+/// representation is in.
+///
+/// This widens `If-None-Match`'s weak comparison (RFC 9110 §13.1.2) for etagate's own tags:
+/// the representations of one content in different codings are semantically equivalent, which
+/// is exactly what a weak match asserts (§8.8.1), and etagate, having minted every one of those
+/// tags, knows it. A client that holds the gzip representation and now asks with an
+/// `Accept-Encoding` that selects brotli gets a 304 rather than the same content again; the
+/// 304 carries the tag of the representation it would have received (§15.4.5).
+pub fn same_content(a: &EntityTag<'_>, b: &EntityTag<'_>) -> bool {
+    match (opaque_parts(a), opaque_parts(b)) {
+        (Some(a), Some(b)) => a.content == b.content,
+        _ => false,
+    }
+}
+
+/// Whether an `ETag` value is one etagate computed (and the origin therefore cannot validate):
+/// a strong content tag, a weak decoded-content tag or a strong encoded-representation tag.
+pub fn is_content_etag(v: &[u8]) -> bool {
+    tag_parts(v).is_some()
 }
 
 #[cfg(test)]
@@ -397,6 +489,84 @@ mod tests {
             (b"W/\"b3-5Hd2Lx7mQ0aNf3d2Ybv4Sg.gz", false),
         ] {
             assert_eq!(is_content_etag(v), ok, "{}", String::from_utf8_lossy(v));
+        }
+    }
+
+    #[test]
+    fn encoded_tags_keep_the_content_and_name_the_bytes() {
+        let identity = content_etag(&blake3::hash(b"hello"));
+        let gz = encoded_etag(
+            identity.as_bytes(),
+            Coding::Gzip,
+            &blake3::hash(b"gz bytes"),
+        )
+        .expect("tag");
+        let br =
+            encoded_etag(identity.as_bytes(), Coding::Br, &blake3::hash(b"br bytes")).expect("tag");
+        assert_eq!(gz.len(), 27 + 3 + 9);
+        assert!(gz.starts_with(&identity[..26]) && gz[26..].starts_with(".gz."));
+        assert!(br[26..].starts_with(".br."));
+        for t in [&gz, &br] {
+            assert!(is_content_etag(t.as_bytes()), "{t}");
+        }
+        // other bytes (another level, another compressor version): another tag
+        let gz2 = encoded_etag(
+            identity.as_bytes(),
+            Coding::Gzip,
+            &blake3::hash(b"gz bytes!"),
+        )
+        .expect("tag");
+        assert_ne!(gz, gz2);
+        // only an identity content tag can be encoded, and never to identity
+        assert_eq!(
+            encoded_etag(gz.as_bytes(), Coding::Br, &blake3::hash(b"x")),
+            None
+        );
+        assert_eq!(
+            encoded_etag(b"\"origin\"", Coding::Br, &blake3::hash(b"x")),
+            None
+        );
+        assert_eq!(
+            encoded_etag(identity.as_bytes(), Coding::Identity, &blake3::hash(b"x")),
+            None
+        );
+        for (v, ok) in [
+            (&b"\"b3-5Hd2Lx7mQ0aNf3d2Ybv4Sg.gz.abcdefgh\""[..], true),
+            (b"\"b3-5Hd2Lx7mQ0aNf3d2Ybv4Sg.zst.ab-_EFgh\"", true),
+            (b"W/\"b3-5Hd2Lx7mQ0aNf3d2Ybv4Sg.gz.abcdefgh\"", false),
+            (b"\"b3-5Hd2Lx7mQ0aNf3d2Ybv4Sg.gz.abcdefg\"", false),
+            (b"\"b3-5Hd2Lx7mQ0aNf3d2Ybv4Sg.gz.abcdefg=\"", false),
+            (b"\"b3-5Hd2Lx7mQ0aNf3d2Ybv4Sg.xz.abcdefgh\"", false),
+            (b"\"b3-5Hd2Lx7mQ0aNf3d2Ybv4Sg..abcdefgh\"", false),
+            (b" \"b3-5Hd2Lx7mQ0aNf3d2Ybv4Sg.gz.abcdefgh\"", false),
+        ] {
+            assert_eq!(is_content_etag(v), ok, "{}", String::from_utf8_lossy(v));
+        }
+    }
+
+    #[test]
+    fn if_none_match_matches_any_representation_of_the_same_content() {
+        let x = content_etag(&blake3::hash(b"hello"));
+        let y = content_etag(&blake3::hash(b"other"));
+        let x_gz = encoded_etag(x.as_bytes(), Coding::Gzip, &blake3::hash(b"1")).expect("tag");
+        let x_br = encoded_etag(x.as_bytes(), Coding::Br, &blake3::hash(b"2")).expect("tag");
+        let x_decoded = decoded_etag(&blake3::hash(b"hello"), Coding::Gzip);
+        let y_gz = encoded_etag(y.as_bytes(), Coding::Gzip, &blake3::hash(b"1")).expect("tag");
+        let rows: [(&str, &str, bool); 7] = [
+            (&x_gz, &x_br, true),
+            (&x_gz, &x, true),
+            (&x, &x_br, true),
+            (&x_decoded, &x_gz, true),
+            (&y_gz, &x_gz, false),
+            (&y, &x_br, false),
+            ("\"b3-other\"", &x, false),
+        ];
+        for (held, current, want) in rows {
+            let list = TagList::parse([held.as_bytes()]);
+            let c = tag(current);
+            assert_eq!(list.matches_weak(Some(&c)), want, "{held} vs {current}");
+            // If-Match and If-Range stay exact per representation
+            assert_eq!(list.matches_strong(Some(&c)), held == current);
         }
     }
 

@@ -15,6 +15,7 @@ use prometheus::{
 use std::sync::LazyLock;
 
 pub mod cluster;
+pub mod compression;
 pub mod disk;
 
 /// How a request used the shared cache. Exactly one per request that reached the cache layer.
@@ -188,6 +189,7 @@ pub struct Metrics {
     build_info: IntGaugeVec,
     pub cluster: cluster::ClusterMetrics,
     pub disk: disk::DiskMetrics,
+    pub compression: compression::CompressionMetrics,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -420,6 +422,7 @@ impl Metrics {
             },
             cluster: cluster::ClusterMetrics::new(&r),
             disk: disk::DiskMetrics::new(&r),
+            compression: compression::CompressionMetrics::new(&r),
             registry: r,
         };
         m.build_info

@@ -168,6 +168,9 @@ pub struct RequestCtx {
     pub(crate) stage: Stage,
     pub(crate) origin: OriginExchange,
     pub(crate) sent: Sent,
+    /// The compressor of a response taking Pingora's pipeline, chosen in `response_filter`
+    /// and fed in `response_body_filter` (boxed: most requests have none).
+    pub(crate) encoder: Option<Box<super::encoding::Streaming>>,
 }
 
 impl RequestCtx {
@@ -177,6 +180,7 @@ impl RequestCtx {
             stage: Stage::Unrouted { host: None },
             origin: OriginExchange::default(),
             sent: Sent::default(),
+            encoder: None,
         }
     }
 

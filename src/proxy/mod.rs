@@ -39,6 +39,7 @@
 pub(crate) mod admission;
 pub mod budget;
 pub mod ctx;
+pub(crate) mod encoding;
 pub(crate) mod outcome;
 pub(crate) mod peer;
 pub(crate) mod relay;
@@ -972,17 +973,28 @@ impl ProxyHttp for Gateway {
         if ctx.routed().is_err() {
             return Ok(());
         }
-        Gateway::label_pipeline_response(session, ctx, upstream_response)
+        Gateway::label_pipeline_response(session, ctx, upstream_response)?;
+        ctx.encoder = encoding::for_pipeline(
+            session.req_header(),
+            ctx.routed()?.route.spec.compression.as_ref(),
+            upstream_response,
+        )?
+        .map(Box::new);
+        Ok(())
     }
 
-    /// Each body chunk going downstream, counted for the log.
+    /// Each body chunk going downstream: compressed when `response_filter` chose a coding,
+    /// counted for the log.
     fn response_body_filter(
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
+        if let Some(encoder) = ctx.encoder.as_mut() {
+            encoder.filter(body, end_of_stream)?;
+        }
         if let Some(b) = body {
             ctx.sent.body_bytes += b.len() as u64;
         }

@@ -10,15 +10,20 @@
 
 use super::budget::{BufferBudget, Held};
 use super::ctx::{EtagSource, Fwd, RequestCtx};
+use super::encoding::{self, Compressed};
 use super::outcome::{self, Forwarded};
 use super::respond::{decide, send_complete, slice_chunks, Decision, Delivery, Origin};
 use super::stored::serve_stale_on_error;
 use super::subrequest::{Inner, InnerReport, Piece};
+use crate::cache::entry::Encoded;
 use crate::cache::pass_through::{PassThrough, Unshared};
 use crate::cache::storage::MemStore;
+use crate::http::coding::Coding;
 use crate::http::etag::{is_content_etag, EntityTag};
 use crate::http::headers::{content_length, set_content_etag};
 use crate::http::range::representation_len;
+use crate::metrics::compression::Compression;
+use crate::metrics::METRICS;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, ETAG};
 use pingora_error::{Error, ErrorType, Result};
@@ -99,6 +104,7 @@ async fn relay(
     let fwd = routed.fwd;
     let via_peer = routed.via_peer;
     let config = routed.config.clone();
+    let primary = routed.key.hash;
 
     // Whether the client may get a content tag follows Cache-Control alone; a targeted field
     // (`http::targeted`) only decides what this cache keeps.
@@ -180,6 +186,67 @@ async fn relay(
         Origin::Fetched
     };
 
+    // The representation: compressed whole when the body is all here (held back to tag it),
+    // else while it streams. A response the cache keeps is compressed at the stored levels
+    // and the result kept beside it, so the miss and its hits send the same bytes and tag.
+    let policy = route.spec.compression.as_ref();
+    let known_len = if body.complete {
+        Some(body.chunks.iter().map(Bytes::len).sum())
+    } else {
+        content_length(&header)
+    };
+    let req = session.req_header();
+    let coding = encoding::choose(
+        policy,
+        &req.headers,
+        status,
+        &header.headers,
+        known_len.map_or(u64::MAX, |n| n as u64),
+    );
+    let mut streaming = None;
+    let mut sent_coding = coding;
+    if let (Some(c), Some(p)) = (coding, policy) {
+        let kept = report.storing() || validator_from_cache;
+        let (kind, levels) = match kept {
+            true => (Compression::Stored, &p.stored_levels),
+            false => (Compression::PerRequest, &p.per_request_levels),
+        };
+        let level = levels.of(c);
+        let mut identity = c == Coding::Identity;
+        if !identity && body.complete {
+            match encoding::compress(c, level, &body.chunks, kind).await {
+                Compressed::Done(encoded) => {
+                    let hash = blake3::hash(&encoded);
+                    if kept {
+                        let e = Encoded {
+                            coding: c,
+                            level,
+                            body: Some(encoded.clone()),
+                            hash,
+                        };
+                        let tag = header.headers.get(ETAG);
+                        encoding::keep_beside_stored(store, &primary, &req.headers, tag, e);
+                    }
+                    encoding::represent(&mut header, c, Some(&hash))?;
+                    body.chunks = vec![encoded];
+                }
+                Compressed::NoGain | Compressed::Skipped => identity = true,
+            }
+        } else if !identity {
+            if encoding::may_stream(req) {
+                streaming = encoding::Streaming::new(c, p.per_request_levels.of(c));
+            }
+            match streaming {
+                Some(_) => encoding::represent_streamed(&mut header, c)?,
+                None => identity = true,
+            }
+        }
+        if identity {
+            encoding::represent(&mut header, Coding::Identity, None)?;
+            sent_coding = Some(Coding::Identity);
+        }
+    }
+
     let full_len = if body.complete {
         Some(body.chunks.iter().map(Bytes::len).sum())
     } else {
@@ -191,8 +258,11 @@ async fn relay(
         drop(body);
         delivery
     } else {
-        stream(session, ctx, inner, decision, body).await?
+        stream(session, ctx, inner, decision, body, streaming).await?
     };
+    if let (Some(c), 200 | 206) = (sent_coding, delivery.status) {
+        METRICS.compression.sent(c);
+    }
     outcome::record_delivery(
         &mut ctx.sent,
         &route.metrics,
@@ -296,6 +366,7 @@ async fn stream(
     inner: &mut Inner,
     decision: Decision,
     body: Buffered<'_>,
+    mut encoder: Option<encoding::Streaming>,
 ) -> Result<Delivery> {
     let (mut header, range, head_only) = match decision {
         Decision::Send {
@@ -321,10 +392,20 @@ async fn stream(
     let mut sent = 0u64;
     let mut offset = 0usize;
     let Buffered { chunks, held, .. } = body;
+    // A compressed stream has no range: its length is unknown, so `decide` chose none.
+    let mut encode = |p: Bytes| -> Result<Bytes> {
+        match encoder.as_mut() {
+            Some(e) => e.push(&p).map_err(compressing),
+            None => Ok(p),
+        }
+    };
     for c in chunks {
         if let Some(p) = in_range(&range, c, &mut offset) {
+            let p = encode(p)?;
             sent += p.len() as u64;
-            session.write_response_body(Some(p), false).await?;
+            if !p.is_empty() {
+                session.write_response_body(Some(p), false).await?;
+            }
         }
     }
     drop(held);
@@ -332,11 +413,21 @@ async fn stream(
         match inner.next().await {
             Ok(Piece::Body(b)) => {
                 if let Some(p) = in_range(&range, b, &mut offset) {
+                    let p = encode(p)?;
                     sent += p.len() as u64;
-                    session.write_response_body(Some(p), false).await?;
+                    if !p.is_empty() {
+                        session.write_response_body(Some(p), false).await?;
+                    }
                 }
             }
-            Ok(Piece::End) => break,
+            Ok(Piece::End) => {
+                if let Some(e) = encoder.as_mut() {
+                    let tail = e.finish().map_err(compressing)?;
+                    sent += tail.len() as u64;
+                    session.write_response_body(Some(tail), false).await?;
+                }
+                break;
+            }
             Ok(Piece::Header(_) | Piece::Interim(_)) => {}
             Err(e) => {
                 // The header is out: the only honest signal left is to break the connection
@@ -352,6 +443,15 @@ async fn stream(
         status,
         body_bytes: sent,
     })
+}
+
+/// A compressor's failure once the header is out: only breaking the connection is left.
+fn compressing(e: std::io::Error) -> Box<Error> {
+    Error::because(
+        ErrorType::InternalError,
+        "compressing the response failed",
+        e,
+    )
 }
 
 /// The part of chunk `b`, which starts at `offset` of the body, that `range` selects (all of

@@ -1,6 +1,7 @@
 //! Writing a response etagate assembled itself (a stored one, one it buffered to hash, or a
 //! short answer of its own): preconditions, ranges and HEAD applied in one place.
 
+use crate::http::coding::ContentEncoding;
 use crate::http::headers::not_modified_from;
 use crate::http::preconditions::{
     evaluate, has_preconditions, if_range_allows, Outcome, Validators,
@@ -113,7 +114,14 @@ pub fn decide_unconditionally(
     let mut range = None;
     if status == 200 && req.method == Method::GET {
         if let (Some(r), Some(len)) = (req.headers.get(RANGE), full_len) {
-            if if_range_allows(&req.headers, &Validators::of(&header.headers)) {
+            let mut validators = Validators::of(&header.headers);
+            if ContentEncoding::of(&header.headers) != ContentEncoding::Identity {
+                // A date names no bytes of a content-coded representation: the same content
+                // is encoded at other levels on other paths (or padded randomly by the origin),
+                // so only its entity-tag may select a range of it.
+                validators.last_modified = None;
+            }
+            if if_range_allows(&req.headers, &validators) {
                 match parse_range(r.as_bytes(), len) {
                     RangeRequest::Partial(rg) => {
                         header.set_status(206)?;

@@ -4,6 +4,7 @@
 //! hashing; the stored header is used as it is wherever the answer allows.
 
 use super::ctx::{EtagSource, RequestCtx};
+use super::encoding;
 use super::outcome::{self, StoredUse};
 use super::respond::{
     decide_unconditionally, precondition_decision, send_complete, Decision, Delivery, Origin,
@@ -12,8 +13,11 @@ use crate::cache::disk::body::FileBody;
 use crate::cache::entry::Entry;
 use crate::cache::storage::MemStore;
 use crate::http::cache_control::RequestDirectives;
+use crate::http::coding::Coding;
 use crate::http::headers::set_content_etag;
 use crate::http::usability::{may_serve_on_error, may_serve_while_revalidating, usability, Use};
+use crate::metrics::METRICS;
+use bytes::Bytes;
 use http::header::{AGE, CONTENT_TYPE, ETAG};
 use pingora_error::Result;
 use pingora_http::ResponseHeader;
@@ -78,6 +82,40 @@ pub async fn serve_stored(
     let stored = tagged.as_ref().unwrap_or(&entry.header);
     ctx.sent.etag_source = etag_source(stored, entry.etag_computed || untagged);
     ctx.sent.cache_outcome = Some(outcome);
+    // The representation the request accepts.
+    let policy = route.spec.compression.as_ref();
+    // A body on disk only is sent in identity (encoding it would mean reading it whole), with
+    // the `Vary` every representation of it carries.
+    let req = &session.req_header().headers;
+    let coding = encoding::choose(
+        policy,
+        req,
+        stored.status.as_u16(),
+        &stored.headers,
+        len as u64,
+    )
+    .map(|c| if file.is_some() { Coding::Identity } else { c });
+    let mut encoded = None;
+    let mut represented = None;
+    if let (Some(coding), Some(policy)) = (coding, policy) {
+        if coding != Coding::Identity {
+            let level = policy.stored_levels.of(coding);
+            encoded = encoding::stored(store, &primary, entry, coding, level).await;
+        }
+        let mut h = stored.clone();
+        match &encoded {
+            Some(e) => encoding::represent(&mut h, coding, Some(&e.hash))?,
+            None => encoding::represent(&mut h, Coding::Identity, None)?,
+        }
+        represented = Some(h);
+    }
+    let sent_coding = coding.map(|c| encoded.as_ref().map_or(Coding::Identity, |_| c));
+    let body: &Bytes = encoded
+        .as_ref()
+        .and_then(|e| e.body.as_ref())
+        .unwrap_or(&entry.body);
+    let len = file.map_or(body.len(), |f| f.len() as usize);
+    let stored = represented.as_ref().unwrap_or(stored);
     // A 304 or 412 is built from the stored header itself, without copying it first.
     let (decision, body) =
         match precondition_decision(session.req_header(), stored, Origin::Stored)? {
@@ -89,18 +127,23 @@ pub async fn serve_stored(
                 (decision, &[][..])
             }
             None => {
-                let mut header: ResponseHeader = tagged.unwrap_or_else(|| entry.header.clone());
+                let mut header: ResponseHeader = represented
+                    .or(tagged)
+                    .unwrap_or_else(|| entry.header.clone());
                 super::storing::strip_for_client(&mut header, &route, &config, via_peer);
                 header.insert_header(AGE, entry.freshness.age_header(now))?;
                 outcome::label(&mut header, status, debug_key.as_deref(), true, cache_name)?;
                 let decision = decide_unconditionally(session.req_header(), header, Some(len))?;
-                (decision, std::slice::from_ref(&entry.body))
+                (decision, std::slice::from_ref(body))
             }
         };
     let delivery = match file {
         Some(file) => send_from_file(session, decision, file).await?,
         None => send_complete(session, decision, body).await?,
     };
+    if let (Some(c), 200 | 206) = (sent_coding, delivery.status) {
+        METRICS.compression.sent(c);
+    }
     outcome::record_delivery(
         &mut ctx.sent,
         &route.metrics,

@@ -289,3 +289,29 @@ fn the_disk_tier_may_keep_objects_larger_than_memory_but_not_beyond_its_budget()
         "{err}"
     );
 }
+
+#[test]
+fn compression_settings_are_checked_where_they_are_written() {
+    let (code, err) = check(&format!(
+        "{GOOD}    compression:\n      codings: [gzip, br, gzip]\n      types: [text/html, html]\n      stored_levels: {{ br: 12 }}\n"
+    ));
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = err.trim().lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "conf.yaml:10:27: gzip is listed twice; remove one",
+            "conf.yaml:11:26: 'html' is not a media range; write it like text/html, text/* or application/*+json",
+            "conf.yaml:12:28: br level 12 is out of range; use 0 to 11",
+        ],
+        "{err}"
+    );
+    let (code, err) = check(&format!(
+        "{GOOD}    compression: {{ codings: [deflate] }}\n"
+    ));
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim(),
+        "conf.yaml:9:30: 'compression.codings[0]' of route 'default': 'deflate' is not allowed; use one of: zstd, br, gzip"
+    );
+}

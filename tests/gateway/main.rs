@@ -3,6 +3,7 @@
 mod common;
 
 mod cache;
+mod compression;
 mod conditional;
 mod config_errors;
 mod disk;
