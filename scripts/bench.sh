@@ -133,8 +133,9 @@ for d in v nv pass ns; do
 done
 ln -s "$WORK/www" "$WORK/www/off"
 mkdir -p "$WORK/www/txt"
+cat docs/*.md src/http/*.rs src/proxy/*.rs >"$WORK/corpus"
 for n in 1024 16384 262144; do
-  cat docs/*.md src/http/*.rs src/proxy/*.rs | head -c $n >"$WORK/www/txt/$((n / 1024))k"
+  head -c $n "$WORK/corpus" >"$WORK/www/txt/$((n / 1024))k"
 done
 
 # A static nginx serving $WORK/www: the origin (core 1) and the ceiling row (core 0).

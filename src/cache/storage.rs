@@ -221,6 +221,9 @@ pub struct MemStore {
     next_id: AtomicU64,
     purge_epoch: AtomicU64,
     recent_purges: Mutex<RecentPurges>,
+    /// Held while the index's capacity is set, so that a reload's new budget and an eviction
+    /// after an entry grew (`keep_encoded`) never undo each other.
+    capacity: Mutex<()>,
     /// The disk tier under this one, when configured: what is stored here is written there,
     /// and purges apply there too.
     disk: std::sync::OnceLock<&'static DiskStore>,
@@ -266,11 +269,13 @@ impl MemStore {
             purge_epoch: AtomicU64::new(0),
             disk: std::sync::OnceLock::new(),
             recent_purges: Mutex::new(RecentPurges::default()),
+            capacity: Mutex::new(()),
         }
     }
 
     /// Apply a new budget (evicting down to it when lowered) and object size limit.
     pub fn set_limits(&self, budget: usize, max_object: usize) {
+        let _capacity = self.capacity.lock();
         let reserve = budget / FILL_RESERVE_FRACTION;
         self.budget.store(budget, Ordering::Release);
         self.max_object.store(max_object, Ordering::Release);
@@ -672,7 +677,10 @@ impl MemStore {
         if kept && grew {
             // A replacement in place changes the weight without evicting (quick_cache evicts
             // on insert): setting the same capacity again evicts whatever is now over it.
-            self.index.set_capacity(self.index.capacity());
+            let _capacity = self.capacity.lock();
+            let budget = self.budget();
+            self.index
+                .set_capacity((budget - budget / FILL_RESERVE_FRACTION) as u64);
         }
         kept
     }
@@ -739,9 +747,11 @@ impl MemStore {
             if self.replace(primary, &old, updated) {
                 return true;
             }
-            // Only an encoding may have changed (a soft purge keeps the id but not this).
+            // Only an encoding may have changed. A soft purge keeps the id but marks the entry
+            // stale, and a second one changes nothing visible: an entry soft-purged already
+            // is not retried.
             let only_encoded = |now: Arc<Entry>| {
-                now.id == old.id && now.freshness.invalidated == old.freshness.invalidated
+                now.id == old.id && !old.freshness.invalidated && !now.freshness.invalidated
             };
             if !self.variant(primary, variance).is_some_and(only_encoded) {
                 return false;

@@ -104,6 +104,11 @@ enum Stream {
     Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
 }
 
+/// The window of a stream's compressor: 1 MiB (brotli `lgwin` 20, zstd `windowLog` 20). A
+/// stream holds its compressor while its client reads, so its memory is what bounds how many
+/// can run; a smaller window costs a little ratio on large bodies only.
+const STREAM_WINDOW_LOG: u32 = 20;
+
 impl StreamEncoder {
     /// An encoder for `coding` at `level` (clamped like [`encode`]); `None` for identity.
     pub fn new(coding: Coding, level: i32) -> io::Result<Option<StreamEncoder>> {
@@ -119,7 +124,7 @@ impl StreamEncoder {
             Coding::Br => {
                 let params = brotli::enc::BrotliEncoderParams {
                     quality: level,
-                    lgwin: 22,
+                    lgwin: STREAM_WINDOW_LOG as i32,
                     ..Default::default()
                 };
                 Stream::Br(Box::new(brotli::CompressorWriter::with_params(
@@ -128,7 +133,11 @@ impl StreamEncoder {
                     &params,
                 )))
             }
-            Coding::Zstd => Stream::Zstd(zstd::stream::write::Encoder::new(Vec::new(), level)?),
+            Coding::Zstd => {
+                let mut e = zstd::stream::write::Encoder::new(Vec::new(), level)?;
+                e.window_log(STREAM_WINDOW_LOG)?;
+                Stream::Zstd(e)
+            }
         })))
     }
 

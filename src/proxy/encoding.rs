@@ -32,6 +32,12 @@ const BLOCKING_FROM: usize = 16 << 10;
 const BLOCKING_AT_ONCE: usize = 4;
 static BLOCKING: Semaphore = Semaphore::const_new(BLOCKING_AT_ONCE);
 
+/// Responses compressed while they stream at once, process-wide. Each holds a compressor
+/// (with the windows `http::encode` caps for streams, about 1 to 2 MiB for brotli and zstd),
+/// for as long as its client takes to read it; past this many, responses stream in identity.
+const STREAMS_AT_ONCE: usize = 64;
+static STREAMS: Semaphore = Semaphore::const_new(STREAMS_AT_ONCE);
+
 /// What compressing a complete body gave.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Compressed {
@@ -148,9 +154,7 @@ pub async fn stored(
     if let Some(e) = entry.encoding(coding, level) {
         return e.body.is_some().then(|| e.clone());
     }
-    if !entry.claim_compression(coding) {
-        return None;
-    }
+    let claim = Claim::new(entry, coding)?;
     let body = match compress(
         coding,
         level,
@@ -161,11 +165,9 @@ pub async fn stored(
     {
         Compressed::Done(b) => Some(b),
         Compressed::NoGain => None,
-        Compressed::Skipped => {
-            entry.release_compression(coding);
-            return None;
-        }
+        Compressed::Skipped => return None,
     };
+    claim.keep();
     let encoded = Encoded {
         coding,
         level,
@@ -178,21 +180,68 @@ pub async fn stored(
     encoded.body.is_some().then_some(encoded)
 }
 
-/// Keep an encoding made for a miss beside the response the cache stored from it, when that
-/// copy is there and has the same tag (the same content): its first hit then compresses
-/// nothing. A copy not stored yet (its fill still finishing) is left alone; its first hit
-/// makes the same bytes again.
+/// A request's claim on compressing one stored response in one coding, given up when it ends
+/// without a result to keep (a busy pool, a failure, a cancelled request), so that a later
+/// request may compress it.
+struct Claim<'a> {
+    entry: &'a Entry,
+    coding: Coding,
+    kept: bool,
+}
+
+impl<'a> Claim<'a> {
+    fn new(entry: &'a Entry, coding: Coding) -> Option<Claim<'a>> {
+        entry.claim_compression(coding).then_some(Claim {
+            entry,
+            coding,
+            kept: false,
+        })
+    }
+
+    /// The result goes into a copy of the entry, which replaces it: the claim stays set on
+    /// this one, so a request still holding it does not compress again meanwhile.
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.entry.release_compression(self.coding);
+        }
+    }
+}
+
+/// The identity response an encoding made for a miss was made from.
+pub struct Source<'a> {
+    /// Its `ETag`.
+    pub tag: Option<&'a HeaderValue>,
+    pub len: usize,
+    /// Its body is the stored one (the inner request took it from the cache).
+    pub from_cache: bool,
+}
+
+/// Keep an encoding made for a miss beside the response the cache stored from it, so that
+/// its first hit compresses nothing. Only when the stored copy is surely the same content: the
+/// same length, and the same tag, which is etagate's own content tag (a hash of those bytes)
+/// or the tag of the very body the inner request took from the cache. An origin's tag alone
+/// is not enough (a weak one may name other bytes). A copy not stored yet (its fill still
+/// finishing) is left alone; its first hit makes the same bytes again.
 pub fn keep_beside_stored(
     store: &MemStore,
     primary: &HashBinary,
     req: &HeaderMap,
-    identity_tag: Option<&HeaderValue>,
+    source: Source<'_>,
     encoded: Encoded,
 ) {
-    let (Some(tag), Found::Hit(entry)) = (identity_tag, store.find(primary, req)) else {
+    let (Some(tag), Found::Hit(entry)) = (source.tag, store.find(primary, req)) else {
         return;
     };
-    if entry.header.headers.get(ETAG) == Some(tag)
+    let content_tag = encoded_etag(tag.as_bytes(), encoded.coding, &encoded.hash).is_some();
+    if (content_tag || source.from_cache)
+        && entry.body.len() == source.len
+        && entry.header.headers.get(ETAG) == Some(tag)
         && entry.encoding(encoded.coding, encoded.level).is_none()
     {
         store.keep_encoded(primary, &entry, Arc::new(entry.encoded_as(encoded)));
@@ -205,17 +254,27 @@ pub struct Streaming {
     coding: Coding,
     taken: usize,
     given: usize,
+    _permit: tokio::sync::SemaphorePermit<'static>,
 }
 
 impl Streaming {
-    /// `None` for identity, or when the compressor cannot be made (logged; identity is sent).
+    /// `None` for identity, when [`STREAMS_AT_ONCE`] streams are being compressed (counted
+    /// as skipped), or when the compressor cannot be made (logged): identity is sent.
     pub fn new(coding: Coding, level: i32) -> Option<Streaming> {
+        if coding == Coding::Identity {
+            return None;
+        }
+        let Ok(permit) = STREAMS.try_acquire() else {
+            METRICS.compression.skipped(coding);
+            return None;
+        };
         match StreamEncoder::new(coding, level) {
             Ok(encoder) => Some(Streaming {
                 encoder: Some(encoder?),
                 coding,
                 taken: 0,
                 given: 0,
+                _permit: permit,
             }),
             Err(e) => {
                 log::warn!("starting a {} compressor failed: {e}", coding.token());
@@ -224,15 +283,18 @@ impl Streaming {
         }
     }
 
-    /// Compress one piece and flush it out, so that a response the origin writes slowly
-    /// (progress, a log tail, a streamed API answer) reaches the client piece by piece.
-    pub fn push(&mut self, piece: &[u8]) -> std::io::Result<Bytes> {
+    /// Compress one piece; with `flush`, push out everything so far, so that a response the
+    /// origin writes slowly (progress, a log tail, a streamed API answer) reaches the client
+    /// piece by piece.
+    pub fn push(&mut self, piece: &[u8], flush: bool) -> std::io::Result<Bytes> {
         let encoder = self
             .encoder
             .as_mut()
             .ok_or_else(|| std::io::Error::other("compressor already finished"))?;
         let mut out = encoder.push(piece)?;
-        out.extend(encoder.flush()?);
+        if flush {
+            out.extend(encoder.flush()?);
+        }
         self.taken += piece.len();
         self.given += out.len();
         Ok(Bytes::from(out))
@@ -249,7 +311,7 @@ impl Streaming {
             )
         };
         let mut out = match body.take() {
-            Some(piece) => self.push(&piece).map_err(failed)?,
+            Some(piece) => self.push(&piece, !end).map_err(failed)?,
             None => Bytes::new(),
         };
         if end {
@@ -310,6 +372,16 @@ pub fn for_pipeline(
         not_modified(req, policy, resp)?;
         return Ok(None);
     }
+    if status == 206 {
+        // A range Pingora cut from a stored response: identity bytes, with the `Vary` the
+        // 200 it was cut from carries.
+        if let Some(p) = policy {
+            if may_compress(200, &resp.headers, u64::MAX, &p.rules) == Verdict::Compress {
+                represent(resp, Coding::Identity, None)?;
+            }
+        }
+        return Ok(None);
+    }
     let len = crate::http::headers::content_length(resp).map_or(u64::MAX, |n| n as u64);
     let (Some(mut coding), Some(p)) = (
         choose(policy, &req.headers, status, &resp.headers, len),
@@ -355,11 +427,12 @@ fn not_modified(
     let Some(p) = policy else {
         return Ok(());
     };
-    if choose_coding(&req.headers, &p.codings).coding() == Coding::Identity {
-        return Ok(());
-    }
     let vary = merge_vary(&resp.headers);
     resp.insert_header(VARY, vary)?;
+    let identity = choose_coding(&req.headers, &p.codings).coding() == Coding::Identity;
+    if identity || !may_stream(req) {
+        return Ok(());
+    }
     if let Some(tag) = resp.headers.get(ETAG) {
         if !tag.as_bytes().starts_with(b"W/") {
             let weak = HeaderValue::from_bytes(&[b"W/", tag.as_bytes()].concat());
@@ -428,6 +501,29 @@ mod tests {
             choose(Some(&gzip_only), &gzip_br, 200, &html, 5000),
             Some(Coding::Gzip)
         );
+    }
+
+    #[test]
+    fn one_request_at_a_time_claims_a_compression_and_a_claim_left_unkept_is_given_up() {
+        use crate::http::freshness::Freshness;
+        use crate::http::vary::VarySpec;
+        use std::time::{Duration, SystemTime};
+        let entry = Entry::new(
+            1,
+            ResponseHeader::build(200, None).expect("header"),
+            Bytes::from_static(b"body"),
+            Freshness::plain(Duration::from_secs(60), SystemTime::now()),
+            None,
+            VarySpec::None,
+            false,
+        );
+        let first = Claim::new(&entry, Coding::Br).expect("free");
+        assert!(Claim::new(&entry, Coding::Br).is_none(), "taken");
+        assert!(Claim::new(&entry, Coding::Gzip).is_some(), "per coding");
+        drop(first); // a busy pool, a failure, a cancelled request
+        let again = Claim::new(&entry, Coding::Br).expect("given up, free again");
+        again.keep(); // its result went into a copy: this entry stays claimed
+        assert!(Claim::new(&entry, Coding::Br).is_none());
     }
 
     #[tokio::test]

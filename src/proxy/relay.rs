@@ -206,7 +206,9 @@ async fn relay(
     let mut streaming = None;
     let mut sent_coding = coding;
     if let (Some(c), Some(p)) = (coding, policy) {
-        let kept = report.storing() || validator_from_cache;
+        // (a response kept on disk only is sent from its file in identity: no point)
+        let kept = (report.storing() || validator_from_cache)
+            && known_len.is_some_and(|n| n <= config.config.cache.max_object_size);
         let (kind, levels) = match kept {
             true => (Compression::Stored, &p.stored_levels),
             false => (Compression::PerRequest, &p.per_request_levels),
@@ -224,8 +226,12 @@ async fn relay(
                             body: Some(encoded.clone()),
                             hash,
                         };
-                        let tag = header.headers.get(ETAG);
-                        encoding::keep_beside_stored(store, &primary, &req.headers, tag, e);
+                        let source = encoding::Source {
+                            tag: header.headers.get(ETAG),
+                            len: known_len.unwrap_or(0),
+                            from_cache: validator_from_cache,
+                        };
+                        encoding::keep_beside_stored(store, &primary, &req.headers, source, e);
                     }
                     encoding::represent(&mut header, c, Some(&hash))?;
                     body.chunks = vec![encoded];
@@ -260,7 +266,7 @@ async fn relay(
     } else {
         stream(session, ctx, inner, decision, body, streaming).await?
     };
-    if let (Some(c), 200 | 206) = (sent_coding, delivery.status) {
+    if let (Some(c), 200 | 206, 1..) = (sent_coding, delivery.status, delivery.body_bytes) {
         METRICS.compression.sent(c);
     }
     outcome::record_delivery(
@@ -393,15 +399,17 @@ async fn stream(
     let mut offset = 0usize;
     let Buffered { chunks, held, .. } = body;
     // A compressed stream has no range: its length is unknown, so `decide` chose none.
-    let mut encode = |p: Bytes| -> Result<Bytes> {
+    // What was held back is flushed once, after its last piece.
+    let mut encode = |p: Bytes, flush: bool| -> Result<Bytes> {
         match encoder.as_mut() {
-            Some(e) => e.push(&p).map_err(compressing),
+            Some(e) => e.push(&p, flush).map_err(compressing),
             None => Ok(p),
         }
     };
-    for c in chunks {
+    let held_back = chunks.len();
+    for (i, c) in chunks.into_iter().enumerate() {
         if let Some(p) = in_range(&range, c, &mut offset) {
-            let p = encode(p)?;
+            let p = encode(p, i + 1 == held_back)?;
             sent += p.len() as u64;
             if !p.is_empty() {
                 session.write_response_body(Some(p), false).await?;
@@ -413,7 +421,7 @@ async fn stream(
         match inner.next().await {
             Ok(Piece::Body(b)) => {
                 if let Some(p) = in_range(&range, b, &mut offset) {
-                    let p = encode(p)?;
+                    let p = encode(p, true)?;
                     sent += p.len() as u64;
                     if !p.is_empty() {
                         session.write_response_body(Some(p), false).await?;

@@ -116,7 +116,7 @@ pub async fn serve_stored(
         .unwrap_or(&entry.body);
     let len = file.map_or(body.len(), |f| f.len() as usize);
     let stored = represented.as_ref().unwrap_or(stored);
-    // A 304 or 412 is built from the stored header itself, without copying it first.
+    // A 304 or 412 is built from the stored header itself (or the representation's).
     let (decision, body) =
         match precondition_decision(session.req_header(), stored, Origin::Stored)? {
             Some(mut decision) => {
@@ -141,7 +141,7 @@ pub async fn serve_stored(
         Some(file) => send_from_file(session, decision, file).await?,
         None => send_complete(session, decision, body).await?,
     };
-    if let (Some(c), 200 | 206) = (sent_coding, delivery.status) {
+    if let (Some(c), 200 | 206, 1..) = (sent_coding, delivery.status, delivery.body_bytes) {
         METRICS.compression.sent(c);
     }
     outcome::record_delivery(

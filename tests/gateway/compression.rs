@@ -162,36 +162,54 @@ async fn validators_are_per_representation() {
         assert_eq!(field(&r, "etag").as_deref(), Some(br_tag.as_str()));
         assert_eq!(field(&r, "vary").as_deref(), Some("Accept-Encoding"));
     }
-    // If-Range addresses the encoded bytes of exactly that representation.
-    let part = get(
-        &gw,
-        "/v",
-        &[
-            ("accept-encoding", "gzip"),
-            ("if-range", &gz_tag),
-            ("range", "bytes=10-99"),
-        ],
-    )
-    .await;
-    assert_eq!(part.status(), 206);
-    assert_eq!(field(&part, "content-encoding").as_deref(), Some("gzip"));
-    assert_eq!(
-        field(&part, "content-range"),
-        Some(format!("bytes 10-99/{}", gz_body.len()))
-    );
-    assert_eq!(part.bytes().await.expect("part"), gz_body.slice(10..100));
-    for other in [&identity_tag, &br_tag] {
-        let whole = get(
+    // If-Range addresses the encoded bytes of exactly that representation, for each coding.
+    let mut tags = vec![("identity", identity_tag.clone(), Bytes::from(page()))];
+    for coding in ["gzip", "br", "zstd"] {
+        let r = get(&gw, "/v", &[("accept-encoding", coding)]).await;
+        let t = field(&r, "etag").expect("tag");
+        tags.push((coding, t, r.bytes().await.expect("body")));
+    }
+    assert_eq!(tags[1].1, gz_tag);
+    assert_eq!(tags[1].2, gz_body);
+    for (coding, tag, body) in &tags {
+        let part = get(
             &gw,
             "/v",
             &[
-                ("accept-encoding", "gzip"),
-                ("if-range", other),
+                ("accept-encoding", coding),
+                ("if-range", tag),
                 ("range", "bytes=10-99"),
             ],
         )
         .await;
-        assert_eq!(whole.status(), 200, "If-Range {other} on the gzip one");
+        assert_eq!(part.status(), 206, "{coding}");
+        let encoding = (*coding != "identity").then(|| coding.to_string());
+        assert_eq!(field(&part, "content-encoding"), encoding);
+        assert_eq!(
+            field(&part, "content-range"),
+            Some(format!("bytes 10-99/{}", body.len()))
+        );
+        assert_eq!(part.bytes().await.expect("part"), body.slice(10..100));
+        for (other, other_tag, _) in &tags {
+            if other == coding {
+                continue;
+            }
+            let whole = get(
+                &gw,
+                "/v",
+                &[
+                    ("accept-encoding", coding),
+                    ("if-range", other_tag),
+                    ("range", "bytes=10-99"),
+                ],
+            )
+            .await;
+            assert_eq!(
+                whole.status(),
+                200,
+                "If-Range with {other}'s tag on {coding}"
+            );
+        }
     }
     // If-Match is exact too.
     let ok = get(
