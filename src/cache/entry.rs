@@ -1,10 +1,11 @@
 //! One stored response.
 
 use crate::http::coding::Coding;
-use crate::http::etag::EntityTag;
+use crate::http::etag::{encoded_etag, EntityTag};
 use crate::http::freshness::Freshness;
 use crate::http::vary::VarySpec;
 use bytes::Bytes;
+use http::HeaderValue;
 use pingora_cache::key::HashBinary;
 use pingora_cache::CacheMeta;
 use pingora_http::ResponseHeader;
@@ -99,6 +100,31 @@ pub struct Encoded {
     pub body: Option<Bytes>,
     /// The BLAKE3 hash of `body`, which its tag names (`http::etag::encoded_etag`).
     pub hash: blake3::Hash,
+    /// The representation's tag, made once: `None` when the stored response's own tag is not
+    /// etagate's content tag (the representation then carries that tag weakened).
+    pub etag: Option<HeaderValue>,
+}
+
+impl Encoded {
+    /// The encoding of a body whose identity representation is tagged `identity`.
+    pub fn new(
+        coding: Coding,
+        level: i32,
+        body: Option<Bytes>,
+        identity: Option<&HeaderValue>,
+    ) -> Encoded {
+        let hash = blake3::hash(body.as_deref().unwrap_or_default());
+        let etag = identity
+            .and_then(|t| encoded_etag(t.as_bytes(), coding, &hash))
+            .and_then(|t| HeaderValue::from_str(&t).ok());
+        Encoded {
+            coding,
+            level,
+            body,
+            hash,
+            etag,
+        }
+    }
 }
 
 /// Bytes charged per encoding beyond its body.
@@ -274,6 +300,14 @@ impl Entry {
     /// The same body with a new header, freshness and tags (a 304 revalidation: the origin's
     /// 304 may bring new tags).
     pub fn revalidated(&self, id: u64, header: ResponseHeader, policy: &FillPolicy) -> Entry {
+        // Encodings carry their tags, made from the identity tag: kept under the same tag only.
+        let same_tag =
+            header.headers.get(http::header::ETAG) == self.header.headers.get(http::header::ETAG);
+        let encoded = if same_tag {
+            self.encoded.clone()
+        } else {
+            no_encodings()
+        };
         let mut e = Entry::new(
             id,
             header,
@@ -287,7 +321,7 @@ impl Entry {
             policy.tags.clone(),
             policy.url.clone().or_else(|| self.url.clone()),
         )
-        .with_encodings(self.encoded.clone());
+        .with_encodings(encoded);
         e.created = self.created;
         e
     }

@@ -265,7 +265,10 @@ pub fn represent(
     resp.remove_header(&CONTENT_LENGTH);
     // Digests of the identity bytes (RFC 9530, and the obsolete ones) would not match.
     for name in DIGESTS {
-        resp.remove_header(name);
+        // (looked up first: a removal costs more than a lookup, and these are rarely there)
+        if resp.headers.contains_key(name) {
+            resp.remove_header(name);
+        }
     }
     let tag = tag.or_else(|| {
         let b = resp.headers.get(ETAG)?.as_bytes();

@@ -168,12 +168,7 @@ pub async fn stored(
         Compressed::Skipped => return None,
     };
     claim.keep();
-    let encoded = Encoded {
-        coding,
-        level,
-        hash: blake3::hash(body.as_deref().unwrap_or_default()),
-        body,
-    };
+    let encoded = Encoded::new(coding, level, body, entry.header.headers.get(ETAG));
     // The copy has the compression's claim cleared; this entry's stays set, so a request still
     // holding it does not compress again while the copy takes its place.
     store.keep_encoded(primary, entry, Arc::new(entry.encoded_as(encoded.clone())));

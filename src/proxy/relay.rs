@@ -220,12 +220,8 @@ async fn relay(
                 Compressed::Done(encoded) => {
                     let hash = blake3::hash(&encoded);
                     if kept {
-                        let e = Encoded {
-                            coding: c,
-                            level,
-                            body: Some(encoded.clone()),
-                            hash,
-                        };
+                        let tag = header.headers.get(ETAG);
+                        let e = Encoded::new(c, level, Some(encoded.clone()), tag);
                         let source = encoding::Source {
                             tag: header.headers.get(ETAG),
                             len: known_len.unwrap_or(0),

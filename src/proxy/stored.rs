@@ -14,6 +14,7 @@ use crate::cache::entry::Entry;
 use crate::cache::storage::MemStore;
 use crate::http::cache_control::RequestDirectives;
 use crate::http::coding::Coding;
+use crate::http::compressible::represent;
 use crate::http::headers::set_content_etag;
 use crate::http::usability::{may_serve_on_error, may_serve_while_revalidating, usability, Use};
 use crate::metrics::METRICS;
@@ -104,7 +105,7 @@ pub async fn serve_stored(
         }
         let mut h = stored.clone();
         match &encoded {
-            Some(e) => encoding::represent(&mut h, coding, Some(&e.hash))?,
+            Some(e) => represent(&mut h, coding, e.etag.clone())?,
             None => encoding::represent(&mut h, Coding::Identity, None)?,
         }
         represented = Some(h);
