@@ -25,7 +25,7 @@
 use super::disk::body::FileBody;
 use super::disk::spill::Spill;
 use super::disk::{entry_from, DiskBody, DiskStore};
-use super::entry::{Entry, FillPolicy, Tags};
+use super::entry::{Encoded, Entry, FillPolicy, Tags};
 use super::tag_index::TagIndex;
 use crate::http::coding::ContentEncoding;
 use crate::http::headers::{content_length, set_content_etag};
@@ -671,18 +671,39 @@ impl MemStore {
 
     /// [`MemStore::replace`] with a copy that differs only in its encoded bodies, which the disk
     /// tier does not keep.
-    pub fn keep_encoded(&self, primary: &HashBinary, old: &Arc<Entry>, new: Arc<Entry>) -> bool {
-        let grew = new.weight > old.weight;
-        let kept = self.replace_here(primary, old, new);
-        if kept && grew {
-            // A replacement in place changes the weight without evicting (quick_cache evicts
-            // on insert): setting the same capacity again evicts whatever is now over it.
-            let _capacity = self.capacity.lock();
-            let budget = self.budget();
-            self.index
-                .set_capacity((budget - budget / FILL_RESERVE_FRACTION) as u64);
+    ///
+    /// When another copy of the same response took `old`'s place meanwhile (an encoding in
+    /// another coding, a 304's update: the same body under the same tag), the encoding is
+    /// added to that copy instead.
+    pub fn keep_encoded(&self, primary: &HashBinary, old: &Arc<Entry>, encoded: Encoded) -> bool {
+        let mut current = old.clone();
+        for _ in 0..3 {
+            let new = Arc::new(current.encoded_as(encoded.clone()));
+            let grew = new.weight > current.weight;
+            if self.replace_here(primary, &current, new) {
+                if grew {
+                    // A replacement in place changes the weight without evicting (quick_cache
+                    // evicts on insert): setting the same capacity again evicts what is over.
+                    let _capacity = self.capacity.lock();
+                    let budget = self.budget();
+                    self.index
+                        .set_capacity((budget - budget / FILL_RESERVE_FRACTION) as u64);
+                }
+                return true;
+            }
+            let same_response = |now: &Arc<Entry>| {
+                now.body.as_ptr() == current.body.as_ptr()
+                    && now.body.len() == current.body.len()
+                    && now.header.headers.get(http::header::ETAG)
+                        == current.header.headers.get(http::header::ETAG)
+                    && now.encoding(encoded.coding, encoded.level).is_none()
+            };
+            match self.variant(primary, current.variance) {
+                Some(now) if same_response(&now) => current = now,
+                _ => return false,
+            }
         }
-        kept
+        false
     }
 
     /// The stored variant of `primary` with this variance, without counting it as used.

@@ -80,7 +80,7 @@ impl CompressionMetrics {
         let skipped = counter_vec(
             r,
             "etagate_compressions_skipped_total",
-            "Bodies sent uncompressed although the client accepted the coding, because every compressor on the blocking pool was busy (the response goes out in identity rather than wait).",
+            "Responses sent uncompressed although the client accepted the coding, because the compressors were all busy (the 4 of the blocking pool, or the 64 stream compressors); the response goes out in identity rather than wait.",
             &["coding"],
         );
         let by = |v: &prometheus::IntCounterVec| CODINGS.map(|c| v.with_label_values(&[c.token()]));

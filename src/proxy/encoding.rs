@@ -171,7 +171,7 @@ pub async fn stored(
     let encoded = Encoded::new(coding, level, body, entry.header.headers.get(ETAG));
     // The copy has the compression's claim cleared; this entry's stays set, so a request still
     // holding it does not compress again while the copy takes its place.
-    store.keep_encoded(primary, entry, Arc::new(entry.encoded_as(encoded.clone())));
+    store.keep_encoded(primary, entry, encoded.clone());
     encoded.body.is_some().then_some(encoded)
 }
 
@@ -239,7 +239,7 @@ pub fn keep_beside_stored(
         && entry.header.headers.get(ETAG) == Some(tag)
         && entry.encoding(encoded.coding, encoded.level).is_none()
     {
-        store.keep_encoded(primary, &entry, Arc::new(entry.encoded_as(encoded)));
+        store.keep_encoded(primary, &entry, encoded);
     }
 }
 

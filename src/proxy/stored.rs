@@ -72,13 +72,16 @@ pub async fn serve_stored(
             .spec
             .etag
             .applies_to(entry.header.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()));
-    let tagged = if untagged {
+    let retagged;
+    let (entry, tagged) = if untagged {
         let mut h = entry.header.clone();
         set_content_etag(&mut h, &[&entry.body], &blake3::hash(&entry.body))?;
-        store.replace(&primary, entry, Arc::new(entry.retagged(h.clone())));
-        Some(h)
+        retagged = Arc::new(entry.retagged(h.clone()));
+        store.replace(&primary, entry, retagged.clone());
+        // from here on the tagged copy: its encodings are made from, and kept beside, it
+        (&retagged, Some(h))
     } else {
-        None
+        (entry, None)
     };
     let stored = tagged.as_ref().unwrap_or(&entry.header);
     ctx.sent.etag_source = etag_source(stored, entry.etag_computed || untagged);

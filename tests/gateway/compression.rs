@@ -476,10 +476,17 @@ async fn a_slow_stream_is_compressed_piece_by_piece() {
 #[tokio::test]
 async fn a_refetched_unchanged_response_keeps_its_encodings() {
     let body = page();
+    let served = std::sync::atomic::AtomicUsize::new(0);
     let o = Origin::start(move |_| {
+        // stale a second after the first fetch; the refetched copy stays fresh, so the hits
+        // after it are hits however slow the machine is
+        let first = served.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
         Reply::ok(body.clone())
             .header("content-type", "text/html")
-            .header("cache-control", "max-age=1")
+            .header(
+                "cache-control",
+                if first { "max-age=1" } else { "max-age=300" },
+            )
     })
     .await;
     let gw = Gateway::single(&o, "", "").await;
@@ -555,4 +562,40 @@ async fn an_origins_304_through_the_pipeline_matches_the_compressed_200() {
     assert_eq!(r.status(), 304);
     assert_eq!(field(&r, "etag").as_deref(), Some("W/\"v1\""));
     assert_eq!(field(&r, "vary").as_deref(), Some("Accept-Encoding"));
+}
+
+/// A response stored while its route gave no content tags gets one on its first hit after the
+/// route enables them; a compressed hit then carries the encoded representation's strong tag,
+/// made from that new tag (not the origin-less weak one).
+#[tokio::test]
+async fn a_response_tagged_on_its_first_hit_gets_a_strong_encoded_tag() {
+    let o = cacheable_origin(&[]).await;
+    let gw = Gateway::single(&o, "    etag: { enabled: false }\n", "").await;
+    let first = get(&gw, "/t", &[]).await;
+    assert_eq!(field(&first, "etag"), None);
+    let text = std::fs::read_to_string(&gw.config_path).expect("config");
+    gw.write_config(&text.replace("etag: { enabled: false }", "etag: { enabled: true }"));
+    let reloaded = client()
+        .post(gw.admin_url("/reload"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(reloaded.status(), 200);
+    let r = get(&gw, "/t", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(field(&r, "content-encoding").as_deref(), Some("gzip"));
+    let tag = field(&r, "etag").expect("tag");
+    let identity = content_etag(page().as_bytes());
+    assert!(
+        tag.starts_with(&identity[..identity.len() - 1]) && tag.contains(".gz."),
+        "{tag}"
+    );
+    let again = get(&gw, "/t", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(
+        field(&again, "etag"),
+        Some(tag),
+        "kept beside the tagged copy"
+    );
+    assert_eq!(o.hits(), 1);
+    assert_eq!(compressions(&gw, "gzip", "stored").await, 1.0);
 }
