@@ -240,6 +240,15 @@ pub fn merge_vary(existing: &HeaderMap) -> HeaderValue {
     HeaderValue::from_bytes(&members.join(&b", "[..])).unwrap_or(HeaderValue::from_static("*"))
 }
 
+/// The weak form of a strong `ETag` value (`"v1"` → `W/"v1"`); `None` for one weak already.
+pub fn weakened(tag: &HeaderValue) -> Option<HeaderValue> {
+    let b = tag.as_bytes();
+    if b.starts_with(b"W/") {
+        return None;
+    }
+    HeaderValue::from_bytes(&[b"W/", b].concat()).ok()
+}
+
 /// Fields that carry a digest of the content's bytes.
 const DIGESTS: [&str; 4] = ["content-digest", "repr-digest", "digest", "content-md5"];
 
@@ -270,14 +279,7 @@ pub fn represent(
             resp.remove_header(name);
         }
     }
-    let tag = tag.or_else(|| {
-        let b = resp.headers.get(ETAG)?.as_bytes();
-        if b.starts_with(b"W/") {
-            return None;
-        }
-        HeaderValue::from_bytes(&[b"W/", b].concat()).ok()
-    });
-    if let Some(t) = tag {
+    if let Some(t) = tag.or_else(|| resp.headers.get(ETAG).and_then(weakened)) {
         resp.insert_header(ETAG, t)?;
     }
     Ok(())

@@ -7,7 +7,7 @@ use crate::cache::storage::{Found, MemStore};
 use crate::config::model::CompressionPolicy;
 use crate::http::accept_encoding::choose as choose_coding;
 use crate::http::coding::Coding;
-use crate::http::compressible::{may_compress, merge_vary, Verdict};
+use crate::http::compressible::{may_compress, merge_vary, represent, weakened, Verdict};
 use crate::http::encode::{encode, StreamEncoder};
 use crate::http::etag::encoded_etag;
 use crate::metrics::compression::Compression;
@@ -66,28 +66,6 @@ pub fn choose(
         Verdict::Compress => Some(choose_coding(req, &p.codings).coding()),
         Verdict::Skip(_) => None,
     }
-}
-
-/// The tag of `coding`'s representation of a response whose identity tag is `identity`, its
-/// encoded bytes hashing to `hash`: `None` unless `identity` is etagate's content tag (the
-/// representation then gets the origin's tag weakened, `compressible::represent`).
-pub fn tag(
-    identity: Option<&HeaderValue>,
-    coding: Coding,
-    hash: &blake3::Hash,
-) -> Option<HeaderValue> {
-    let t = encoded_etag(identity?.as_bytes(), coding, hash)?;
-    HeaderValue::from_str(&t).ok()
-}
-
-/// [`crate::http::compressible::represent`] with the tag of a complete encoded body.
-pub fn represent(
-    header: &mut ResponseHeader,
-    coding: Coding,
-    hash: Option<&blake3::Hash>,
-) -> pingora_error::Result<()> {
-    let tag = hash.and_then(|h| tag(header.headers.get(ETAG), coding, h));
-    crate::http::compressible::represent(header, coding, tag)
 }
 
 /// Compress a complete body (in pieces, as it was held back), on the blocking pool from
@@ -428,13 +406,8 @@ fn not_modified(
     if identity || !may_stream(req) {
         return Ok(());
     }
-    if let Some(tag) = resp.headers.get(ETAG) {
-        if !tag.as_bytes().starts_with(b"W/") {
-            let weak = HeaderValue::from_bytes(&[b"W/", tag.as_bytes()].concat());
-            if let Ok(weak) = weak {
-                resp.insert_header(ETAG, weak)?;
-            }
-        }
+    if let Some(weak) = resp.headers.get(ETAG).and_then(weakened) {
+        resp.insert_header(ETAG, weak)?;
     }
     Ok(())
 }

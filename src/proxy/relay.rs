@@ -19,6 +19,7 @@ use crate::cache::entry::Encoded;
 use crate::cache::pass_through::{PassThrough, Unshared};
 use crate::cache::storage::MemStore;
 use crate::http::coding::Coding;
+use crate::http::compressible::represent;
 use crate::http::etag::{is_content_etag, EntityTag};
 use crate::http::headers::{content_length, set_content_etag};
 use crate::http::range::representation_len;
@@ -218,18 +219,19 @@ async fn relay(
         if !identity && body.complete {
             match encoding::compress(c, level, &body.chunks, kind).await {
                 Compressed::Done(encoded) => {
-                    let hash = blake3::hash(&encoded);
+                    // hashed and tagged once, for the client and for the stored copy
+                    let tag = header.headers.get(ETAG);
+                    let e = Encoded::new(c, level, Some(encoded.clone()), tag);
+                    let representation_tag = e.etag.clone();
                     if kept {
-                        let tag = header.headers.get(ETAG);
-                        let e = Encoded::new(c, level, Some(encoded.clone()), tag);
                         let source = encoding::Source {
-                            tag: header.headers.get(ETAG),
+                            tag,
                             len: known_len.unwrap_or(0),
                             from_cache: validator_from_cache,
                         };
                         encoding::keep_beside_stored(store, &primary, &req.headers, source, e);
                     }
-                    encoding::represent(&mut header, c, Some(&hash))?;
+                    represent(&mut header, c, representation_tag)?;
                     body.chunks = vec![encoded];
                 }
                 Compressed::NoGain | Compressed::Skipped => identity = true,
@@ -244,7 +246,7 @@ async fn relay(
             }
         }
         if identity {
-            encoding::represent(&mut header, Coding::Identity, None)?;
+            represent(&mut header, Coding::Identity, None)?;
             sent_coding = Some(Coding::Identity);
         }
     }

@@ -109,7 +109,7 @@ pub async fn serve_stored(
         let mut h = stored.clone();
         match &encoded {
             Some(e) => represent(&mut h, coding, e.etag.clone())?,
-            None => encoding::represent(&mut h, Coding::Identity, None)?,
+            None => represent(&mut h, Coding::Identity, None)?,
         }
         represented = Some(h);
     }
